@@ -1,0 +1,303 @@
+"""Typed schemas for every config group, and composition of `conf/` with Hydra's compose API.
+
+Everything here is pure Python: a typo or a bad value fails here, before TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import PipelineError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+class DataBase(Schema):
+    val_fraction: Fraction = 0.1
+    seed: int = 42
+    max_train_samples: PositiveInt | None = None
+
+
+class DigitsData(DataBase):
+    name: Literal["digits"]
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+
+
+class KerasData(DataBase):
+    name: Literal["mnist", "fashion_mnist"]
+    cache_dir: str = "~/.keras/datasets"
+    origin: str
+    download: bool = True
+
+
+class NpzData(DataBase):
+    name: Literal["npz"]
+    path: str
+    num_classes: PositiveInt | None = None
+
+
+class ImagesData(DataBase):
+    name: Literal["images"]
+    path: str
+    image_size: tuple[PositiveInt, PositiveInt] = (28, 28)
+    color_mode: Literal["grayscale", "rgb"] = "grayscale"
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+
+
+DataSettings = Annotated[Union[DigitsData, KerasData, NpzData, ImagesData], Field(discriminator="name")]
+
+# --- model ------------------------------------------------------------------------------------
+
+Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class MlpModel(Schema):
+    name: Literal["mlp"]
+    hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
+    activation: Literal["relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish"] = "relu"
+    dropout: Dropout = 0.0
+
+
+class SmallCnnModel(Schema):
+    name: Literal["small_cnn"]
+    filters: Annotated[list[PositiveInt], Field(min_length=1)]
+    dropout: Dropout = 0.0
+
+
+class BasicCnnModel(Schema):
+    name: Literal["basic_cnn"]
+    filters: Annotated[list[PositiveInt], Field(min_length=1)]
+    dense_units: PositiveInt = 512
+    dropout: Dropout = 0.25
+
+
+ModelSettings = Annotated[Union[MlpModel, SmallCnnModel, BasicCnnModel], Field(discriminator="name")]
+
+# --- optimizer --------------------------------------------------------------------------------
+
+LearningRate = Annotated[float, Field(gt=0.0)]
+
+
+class OptimizerBase(Schema):
+    learning_rate: LearningRate
+    schedule: Literal["constant", "cosine", "exponential"] = "constant"
+    decay_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+
+
+class SgdOptimizer(OptimizerBase):
+    name: Literal["sgd"]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    nesterov: bool = False
+
+
+class RmspropOptimizer(OptimizerBase):
+    name: Literal["rmsprop"]
+    rho: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class AdamOptimizer(OptimizerBase):
+    name: Literal["adam"]
+    beta_1: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    beta_2: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999
+
+
+class AdamwOptimizer(AdamOptimizer):
+    name: Literal["adamw"]  # type: ignore[assignment]
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.004
+
+
+OptimizerSettings = Annotated[
+    Union[SgdOptimizer, RmspropOptimizer, AdamOptimizer, AdamwOptimizer], Field(discriminator="name")
+]
+
+# --- trainer ----------------------------------------------------------------------------------
+
+
+class CheckpointSettings(Schema):
+    monitor: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+
+
+class EarlyStoppingSettings(Schema):
+    enabled: bool = False
+    monitor: str = "val_loss"
+    mode: Literal["max", "min"] = "min"
+    patience: PositiveInt = 3
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class TrainerSettings(Schema):
+    name: Literal["fit", "custom"]
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    verbose: Literal[0, 1, 2] = 1
+    checkpoint: CheckpointSettings = CheckpointSettings()
+    early_stopping: EarlyStoppingSettings = EarlyStoppingSettings()
+    terminate_on_nan: bool = True
+
+
+# --- device -----------------------------------------------------------------------------------
+
+
+class DeviceSettings(Schema):
+    name: Literal["auto", "cpu", "gpu", "multi_gpu"]
+    gpus: list[Annotated[int, Field(ge=0)]] | None = None
+    memory_growth: bool = True
+    mixed_precision: bool = False
+    cpu_replicas: Annotated[int, Field(ge=0)] = 0
+    intra_op_threads: Annotated[int, Field(ge=0)] = 0
+    inter_op_threads: Annotated[int, Field(ge=0)] = 0
+
+
+# --- tracking ---------------------------------------------------------------------------------
+
+
+class MlflowTracking(Schema):
+    name: Literal["local", "server"]
+    uri: str | None = None
+    experiment: Annotated[str, Field(min_length=1)] = "kerastrack"
+    run_name: str | None = None
+    register_as: str | None = None
+    log_model: bool = True
+
+    @model_validator(mode="after")
+    def _server_needs_uri(self) -> "MlflowTracking":
+        if self.name == "server" and not self.uri:
+            raise ValueError("tracking=server needs tracking.uri=<http://host:port> or MLFLOW_TRACKING_URI")
+        return self
+
+
+class NoTracking(Schema):
+    name: Literal["none"]
+
+
+TrackingSettings = Annotated[Union[MlflowTracking, NoTracking], Field(discriminator="name")]
+
+# --- the whole run ----------------------------------------------------------------------------
+
+
+class Settings(Schema):
+    seed: int = 42
+    deterministic: bool = False
+    resume: str | None = None
+    output_dir: str | None = None
+    data: DataSettings
+    model: ModelSettings
+    optimizer: OptimizerSettings
+    trainer: TrainerSettings
+    device: DeviceSettings
+    tracking: TrackingSettings
+
+
+# --- composition and validation ---------------------------------------------------------------
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
+    """Compose `conf/<config_name>.yaml` with command-line style overrides; one-line errors."""
+    try:
+        return _compose(list(overrides), config_name)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise PipelineError(_one_line_hydra_error(error, list(overrides), config_name)) from None
+
+
+def _compose(overrides: list[str], config_name: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="pipeline"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def _one_line_hydra_error(error: Exception, overrides: list[str], config_name: str) -> str:
+    message = str(error).strip()
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        match = re.search(r"Could not find '([^']+)'", message)
+        group, _, option = (match.group(1) if match else str(error.missing_cfg_file)).rpartition("/")
+        return f"{group}={option}: unknown option; choose one of {', '.join(sorted(error.options))}"
+    unknown_key = re.search(r"Could not override '([^']+)'", message)
+    if unknown_key:
+        key = unknown_key.group(1)
+        parent, _, _ = key.rpartition(".")
+        others = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
+        try:
+            node = OmegaConf.select(_compose(others, config_name), parent) if parent else None
+        except (HydraException, OmegaConfBaseException):
+            node = None
+        allowed = f"; allowed: {', '.join(node.keys())}" if isinstance(node, DictConfig) else ""
+        return f"{key}: unknown key{allowed}"
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def validate(cfg: DictConfig) -> Settings:
+    """Resolve and check the composed config against the schemas."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "?"
+        raise PipelineError(f"{key}: missing a required value (set it on the command line, e.g. {key}=...)") from None
+    assert isinstance(plain, dict)
+    plain = {key: value for key, value in plain.items() if key != "sweep"}
+    try:
+        return Settings.model_validate(plain)
+    except ValidationError as error:
+        raise PipelineError(_one_line_validation_error(error, plain)) from None
+
+
+def _one_line_validation_error(error: ValidationError, plain: dict[str, Any]) -> str:
+    first = error.errors()[0]
+    key = _dotted_key(first["loc"], plain)
+    value = first.get("input")
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if first["type"] in ("union_tag_invalid", "literal_error"):
+        message = message.replace("Input tag", "value").replace("Input should be", "allowed:")
+    if first["type"] == "value_error":
+        return message.removeprefix("Value error, ")
+    return f"{key}={value!r}: {message[0].lower()}{message[1:]}"
+
+
+def _dotted_key(loc: tuple[Any, ...], plain: dict[str, Any]) -> str:
+    """('optimizer', 'adam', 'learning_rate') -> 'optimizer.learning_rate' (drops the union's tag)."""
+    parts: list[str] = []
+    node: Any = plain
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            parts.append(str(part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int):
+            parts.append(f"[{part}]")
+            node = node[part] if part < len(node) else None
+    return ".".join(parts).replace(".[", "[") or "config"
+
+
+def flatten(settings: Settings) -> dict[str, Any]:
+    """The resolved config as dotted keys ('optimizer.learning_rate': 0.001), for params and tags."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        else:
+            flat[prefix] = value
+
+    walk("", settings.model_dump(mode="json"))
+    return flat
