@@ -1,0 +1,69 @@
+"""What every entry point shares: argument splitting, one-line errors, SIGTERM handled like Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+from pipeline.errors import PipelineError
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Command:
+    overrides: list[str]
+    show_config: bool  # --cfg job: print the composed config and exit
+
+
+def parse_args(argv: list[str], usage: str) -> Command:
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(usage)
+        raise SystemExit(0)
+    show_config = False
+    overrides: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--cfg", "-c"):
+            what = next(args, "job")
+            if what != "job":
+                raise PipelineError(f"--cfg {what}: only `--cfg job` is supported")
+            show_config = True
+        elif arg.startswith("-"):
+            raise PipelineError(f"{arg}: unknown option; pass key=value overrides, --cfg job, or --help")
+        else:
+            overrides.append(arg)
+    return Command(overrides, show_config)
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn failures into one line on stderr and a non-zero exit; PIPELINE_DEBUG=1 shows tracebacks."""
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    debug = os.environ.get("PIPELINE_DEBUG") == "1"
+    try:
+        yield
+    except PipelineError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
+    except KeyboardInterrupt:
+        print("interrupted: stopped cleanly (the run is marked KILLED)", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
+    except Exception as error:  # noqa: BLE001 - the last line of defence for users
+        if debug:
+            raise
+        print(f"error: {type(error).__name__}: {error} (PIPELINE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

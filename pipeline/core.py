@@ -1,0 +1,134 @@
+"""The pipeline as one function: config in, trained and evaluated model (and its MLflow run) out.
+
+The CLI (`pipeline.run`) and the sweep objective both call `run_pipeline`; it imports TensorFlow, so
+entry points import this module only after the config has been validated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import keras
+from omegaconf import DictConfig
+
+from pipeline import checkpoints, device, tracking, trainer
+from pipeline.config import Settings, validate
+from pipeline.data import load_data
+from pipeline.errors import PipelineError
+from pipeline.evaluation import evaluate_model
+from pipeline.model import build_model, check_input
+from pipeline.optimizer import build_optimizer
+
+
+@dataclass(frozen=True)
+class RunResult:
+    settings: Settings
+    history: dict[str, list[float]]  # per epoch, the whole run (a resumed run includes its earlier epochs)
+    test_metrics: dict[str, float]
+    devices: tuple[str, ...]
+    output_dir: Path
+    run_id: str | None  # MLflow run id; None with tracking=none
+
+
+def run_pipeline(
+    cfg: DictConfig,
+    *,
+    overrides: Sequence[str] = (),
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    parent_run_id: str | None = None,
+    run_tags: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record.
+
+    `callbacks` get every epoch's logs (loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_time)
+    from either trainer; one may raise `TrainingStopped` to end the run on purpose.
+    """
+    settings = validate(cfg)
+    output_dir = _output_dir(settings)
+    checkpoint_dir = output_dir / "checkpoints"
+    keras.backend.clear_session()  # in-process trials: free the previous run's graphs and variables
+    placement = device.place(settings.device)
+    device.seed_everything(settings.seed, settings.deterministic)
+    data = load_data(settings.data)
+    check_input(settings.model, data.input_shape)
+
+    with tracking.tracked_run(
+        settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id, tags=run_tags
+    ) as tracker:
+        tracker.set_devices(list(placement.devices))
+        tracker.log_datasets(data)
+        state = _resume_state(settings, tracker, checkpoint_dir)
+        model = _compiled_model(settings, data, placement, state, checkpoint_dir)
+        run_callbacks = [
+            *trainer.standard_callbacks(settings.trainer),
+            *checkpoints.checkpoint_callbacks(checkpoint_dir, settings.trainer.checkpoint, state),
+            *filter(None, [tracker.epoch_callback()]),
+            *callbacks,
+        ]
+        print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
+              f"trainer={settings.trainer.name}, epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
+        trainer.train(
+            settings.trainer, model, data, placement, run_callbacks,
+            seed=settings.seed, initial_epoch=state.epochs_done,
+        )
+        _check_finite(state.history)
+        evaluation = evaluate_model(model, data)
+        tracker.log_results(
+            model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred
+        )
+        run_id = tracker.run_id
+
+    (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
+    return RunResult(settings, state.history, evaluation.metrics, placement.devices, output_dir, run_id)
+
+
+def _output_dir(settings: Settings) -> Path:
+    if settings.output_dir:
+        path = Path(settings.output_dir).expanduser().resolve()
+    else:
+        path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_dir: Path) -> checkpoints.TrainingState:
+    if not settings.resume:
+        return checkpoints.TrainingState()
+    if not tracker.fetch_checkpoints(checkpoint_dir) or not (checkpoint_dir / checkpoints.LAST).exists():
+        raise PipelineError(f"resume={settings.resume}: that run has no last checkpoint to continue from")
+    state = checkpoints.TrainingState.read(checkpoint_dir)
+    if state.epochs_done >= settings.trainer.epochs:
+        raise PipelineError(
+            f"resume={settings.resume}: the run already trained {state.epochs_done} epoch(s); "
+            f"raise trainer.epochs above {state.epochs_done} to continue it"
+        )
+    return state
+
+
+def _compiled_model(settings, data, placement, state, checkpoint_dir) -> keras.Model:
+    with placement.scope():
+        if state.epochs_done:
+            # The .keras checkpoint carries the optimizer state too, so training continues where it stopped.
+            return keras.models.load_model(checkpoint_dir / checkpoints.LAST)
+        model = build_model(settings.model, data.input_shape, data.num_classes)
+        steps_per_epoch = math.ceil(len(data.x_train) / settings.trainer.batch_size)
+        model.compile(
+            optimizer=build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+
+def _check_finite(history: dict[str, list[float]]) -> None:
+    losses = history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise PipelineError(
+            f"training diverged: loss became {losses[-1]} in epoch {len(losses)}; lower optimizer.learning_rate"
+        )

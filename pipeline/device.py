@@ -1,0 +1,127 @@
+"""Device placement: which devices a run uses, and the TensorFlow runtime settings that go with them."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import keras
+import tensorflow as tf
+
+from pipeline.config import DeviceSettings
+from pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Placement:
+    strategy: tf.distribute.Strategy
+    devices: tuple[str, ...]
+    mixed_precision: bool
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[None]:
+        """Build models and optimizers inside this: variables land on the chosen device(s)."""
+        with self.strategy.scope():
+            if self.replicas == 1:
+                with tf.device(self.devices[0]):
+                    yield
+            else:
+                yield
+
+    def describe(self) -> str:
+        kind = "mirrored over" if self.replicas > 1 else "on"
+        precision = ", mixed float16" if self.mixed_precision else ""
+        return f"{kind} {', '.join(self.devices)}{precision}"
+
+
+def place(settings: DeviceSettings) -> Placement:
+    """Configure the runtime (threads, memory growth, precision) and choose the devices and strategy."""
+    _configure_threads(settings)
+    gpus = _visible_gpus(settings)
+    keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
+
+    if settings.name == "cpu" or (settings.name == "auto" and not gpus):
+        return _single("/CPU:0", settings)
+    if settings.name in ("auto", "gpu"):
+        if not gpus:
+            raise PipelineError(
+                "device=gpu: TensorFlow sees no GPU (check the NVIDIA driver and `pip install -e .[cuda]`); "
+                "use device=cpu or device=auto"
+            )
+        return _single(gpus[0], settings)
+    # multi_gpu
+    if gpus:
+        return Placement(tf.distribute.MirroredStrategy(gpus), tuple(gpus), settings.mixed_precision)
+    if settings.cpu_replicas >= 2:
+        cpus = split_cpu(settings.cpu_replicas)
+        strategy = tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+        return Placement(strategy, tuple(cpus), settings.mixed_precision)
+    raise PipelineError(
+        "device=multi_gpu: TensorFlow sees no GPU; use device=cpu, or device.cpu_replicas=2 to mirror over "
+        "logical CPU devices"
+    )
+
+
+def _single(device: str, settings: DeviceSettings) -> Placement:
+    return Placement(tf.distribute.get_strategy(), (device,), settings.mixed_precision)
+
+
+def _visible_gpus(settings: DeviceSettings) -> list[str]:
+    physical = tf.config.list_physical_devices("GPU")
+    if settings.memory_growth:
+        for gpu in physical:
+            with contextlib.suppress(RuntimeError):  # already initialized: the setting is already fixed
+                tf.config.experimental.set_memory_growth(gpu, True)
+    indices = list(range(len(physical))) if settings.gpus is None else list(settings.gpus)
+    unknown = [index for index in indices if index >= len(physical)]
+    if physical and unknown:
+        raise PipelineError(
+            f"device.gpus={settings.gpus}: no GPU {unknown[0]}; this machine has GPUs 0..{len(physical) - 1}"
+        )
+    return [f"/GPU:{index}" for index in indices if index < len(physical)]
+
+
+def split_cpu(count: int) -> list[str]:
+    """Split the CPU into `count` logical devices (possible only before TensorFlow initializes its devices)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:
+        pass  # runtime already started: use the logical CPUs it has, if there are enough
+    logical = [device.name for device in tf.config.list_logical_devices("CPU")]
+    if len(logical) < count:
+        raise PipelineError(
+            f"device.cpu_replicas={count}: TensorFlow already started with {len(logical)} logical CPU(s); "
+            "set it at the start of a fresh process"
+        )
+    return logical[:count]
+
+
+def _configure_threads(settings: DeviceSettings) -> None:
+    wanted = {
+        "intra_op_threads": (settings.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
+                             tf.config.threading.set_intra_op_parallelism_threads),
+        "inter_op_threads": (settings.inter_op_threads, tf.config.threading.get_inter_op_parallelism_threads,
+                             tf.config.threading.set_inter_op_parallelism_threads),
+    }
+    for key, (value, get, set_) in wanted.items():
+        if value and get() != value:
+            try:
+                set_(value)
+            except RuntimeError:
+                raise PipelineError(
+                    f"device.{key}={value}: TensorFlow already started with {get()} thread(s); "
+                    "set it at the start of a fresh process"
+                ) from None
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and TensorFlow; with `deterministic`, make TensorFlow's ops deterministic too."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

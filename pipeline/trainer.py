@@ -1,0 +1,178 @@
+"""Training: `trainer=fit` (Keras model.fit) and `trainer=custom` (a compiled tf.GradientTape loop).
+
+Both read the same tf.data pipeline and drive the same Keras callbacks, so checkpoints, early stopping,
+stop-on-NaN, tracking and pruning behave alike whichever trainer runs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import keras
+import tensorflow as tf
+
+from pipeline.config import TrainerSettings
+from pipeline.dataset import Dataset
+from pipeline.device import Placement
+from pipeline.optimizer import current_learning_rate
+
+History = dict[str, list[float]]
+
+
+def make_datasets(data: Dataset, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Shuffled training batches (seeded, reshuffled each epoch) and validation batches."""
+    train = (
+        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return train, validation
+
+
+class EpochStats(keras.callbacks.Callback):
+    """Adds `learning_rate` and `epoch_time` to the epoch logs; runs first, so every later callback sees them."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+            logs["epoch_time"] = time.perf_counter() - self._started
+
+
+def standard_callbacks(settings: TrainerSettings) -> list[keras.callbacks.Callback]:
+    """The callbacks every run gets: epoch stats, stop on NaN, optional early stopping."""
+    callbacks: list[keras.callbacks.Callback] = [EpochStats()]
+    if settings.terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    stopping = settings.early_stopping
+    if stopping.enabled:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience, min_delta=stopping.min_delta
+            )
+        )
+    return callbacks
+
+
+def train(
+    settings: TrainerSettings,
+    model: keras.Model,
+    data: Dataset,
+    placement: Placement,
+    callbacks: Sequence[keras.callbacks.Callback],
+    *,
+    seed: int,
+    initial_epoch: int = 0,
+) -> History:
+    """Train a compiled model from `initial_epoch` to `settings.epochs`; returns this call's per-epoch logs."""
+    train_batches, val_batches = make_datasets(data, settings.batch_size, seed)
+    return TRAINERS[settings.name](settings, model, train_batches, val_batches, placement, list(callbacks), initial_epoch)
+
+
+def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> History:
+    history = model.fit(
+        train_batches,
+        validation_data=val_batches,
+        epochs=settings.epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=settings.verbose,
+        shuffle=False,  # the tf.data pipeline already shuffles, seeded
+    )
+    return {key: [float(value) for value in values] for key, values in history.history.items()}
+
+
+def _custom(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> History:
+    return GradientTapeLoop(model, placement.strategy).fit(
+        train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch
+    )
+
+
+TRAINERS: dict[str, Callable[..., History]] = {"fit": _fit, "custom": _custom}
+
+
+class GradientTapeLoop:
+    """The "training loop from scratch" of the Keras guides, compiled, and distributed when the strategy is."""
+
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy):
+        self.model = model
+        self.strategy = strategy
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+        with strategy.scope():
+            self.train_loss = keras.metrics.Mean(name="loss")
+            self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            self.val_loss = keras.metrics.Mean(name="val_loss")
+            self.val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
+        self._train_step = self._compiled(self._replica_train_step)
+        self._test_step = self._compiled(self._replica_test_step)
+
+    def _compiled(self, replica_step: Callable) -> Callable:
+        # As in Keras's own trainer: XLA (compile's resolved jit_compile: on with a GPU) on the per-replica
+        # step, a graph function around strategy.run.
+        replica_step = tf.function(replica_step, jit_compile=bool(self.model.jit_compile))
+
+        @tf.function
+        def step(x, y):
+            self.strategy.run(replica_step, args=(x, y))
+
+        return step
+
+    def _replica_train_step(self, x, y) -> None:
+        optimizer = self.model.optimizer
+        with tf.GradientTape() as tape:
+            probabilities = self.model(x, training=True)
+            per_example = self.loss_fn(y, probabilities)
+            # Average over the global batch, so gradients summed across replicas match one device.
+            loss = tf.nn.compute_average_loss(per_example)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            scaled = optimizer.scale_loss(loss)  # identity unless mixed precision wraps a LossScaleOptimizer
+        gradients = tape.gradient(scaled, self.model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        self.train_loss.update_state(per_example)
+        self.train_accuracy.update_state(y, probabilities)
+
+    def _replica_test_step(self, x, y) -> None:
+        probabilities = self.model(x, training=False)
+        self.val_loss.update_state(self.loss_fn(y, probabilities))
+        self.val_accuracy.update_state(y, probabilities)
+
+    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> History:
+        steps = int(train_batches.cardinality())
+        train_batches = self.strategy.experimental_distribute_dataset(train_batches)
+        val_batches = self.strategy.experimental_distribute_dataset(val_batches)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=settings.verbose != 0, model=self.model,
+            verbose=settings.verbose, epochs=settings.epochs, steps=steps,
+        )
+        self.model.stop_training = False
+        callback_list.on_train_begin()
+        logs: dict[str, float] = {}
+        for epoch in range(initial_epoch, settings.epochs):
+            for metric in (self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy):
+                metric.reset_state()
+            callback_list.on_epoch_begin(epoch)
+            for step, (x, y) in enumerate(train_batches):
+                callback_list.on_train_batch_begin(step)
+                self._train_step(x, y)
+                callback_list.on_train_batch_end(
+                    step, {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
+                )
+                if self.model.stop_training:
+                    break
+            for x, y in val_batches:
+                self._test_step(x, y)
+            logs = {
+                metric.name: float(metric.result())
+                for metric in (self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy)
+            }
+            callback_list.on_epoch_end(epoch, logs)
+            if self.model.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        return {key: [float(value) for value in values] for key, values in self.model.history.history.items()}
