@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,27 +30,22 @@ class TrainingState:
     def read(cls, checkpoint_dir: Path) -> "TrainingState":
         return cls(**json.loads((checkpoint_dir / STATE).read_text()))
 
-    def write(self, checkpoint_dir: Path) -> None:
-        (checkpoint_dir / STATE).write_text(json.dumps(self.__dict__, indent=1))
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1)
 
 
 def checkpoint_callbacks(
     checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState
 ) -> list[keras.callbacks.Callback]:
-    """Save the best model by the monitored metric, the last one, and the state file, every epoch."""
+    """Save the last model, the best one by the monitored metric, and the state file, every epoch."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    best = keras.callbacks.ModelCheckpoint(
-        checkpoint_dir / BEST,
-        monitor=settings.monitor,
-        mode=settings.mode,
-        save_best_only=True,
-        initial_value_threshold=state.best_value,  # a resumed run keeps a better earlier checkpoint
-    )
-    last = keras.callbacks.ModelCheckpoint(checkpoint_dir / LAST)
-    return [best, last, _StateWriter(checkpoint_dir, settings, state)]
+    return [_CheckpointWriter(checkpoint_dir, settings, state)]
 
 
-class _StateWriter(keras.callbacks.Callback):
+class _CheckpointWriter(keras.callbacks.Callback):
+    """Every file is written under a temporary name and then renamed: a run killed mid-save (Ctrl-C,
+    SIGTERM) keeps its previous complete checkpoint. The state goes last, so it never runs ahead of last.keras."""
+
     def __init__(self, checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
@@ -60,12 +56,23 @@ class _StateWriter(keras.callbacks.Callback):
         logs = logs or {}
         for key, value in logs.items():
             self.state.history.setdefault(key, []).append(float(value))
+        self._save_model(LAST)
         value = logs.get(self.settings.monitor)
         if value is not None and math.isfinite(value) and self._improves(float(value)):
             self.state.best_value = float(value)
+            self._save_model(BEST)
         self.state.epochs_done = epoch + 1
-        self.state.write(self.checkpoint_dir)
+        _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
+
+    def _save_model(self, name: str) -> None:
+        _replace_atomically(self.checkpoint_dir / name, self.model.save)
 
     def _improves(self, value: float) -> bool:
         best = self.state.best_value
         return best is None or (value > best if self.settings.mode == "max" else value < best)
+
+
+def _replace_atomically(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(temporary)
+    os.replace(temporary, path)
