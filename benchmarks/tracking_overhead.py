@@ -1,0 +1,130 @@
+"""What MLflow tracking adds to a run: the same run with tracking=local vs tracking=none, back-to-back pairs.
+
+    python benchmarks/tracking_overhead.py [--pairs 5] [--epochs 10] [key=value ...]
+
+One process, one SQLite store in a temp dir (migrated before timing). A warm-up pair (imports, first
+traces) is not counted; the pairs alternate which run goes first. Prints the overhead per run (wall time
+local minus none), the tracker's fixed cost split into its parts, and its per-epoch cost (the epoch
+callback's own time, median over all epochs). Targets: fixed <= 1.0 s per run, per-epoch <= 5 ms median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline import tracking
+from pipeline.config import compose_config
+from pipeline.core import run_pipeline
+from pipeline.tracking import mlflow_tracker
+
+Timings = dict[str, list[float]]
+FIXED_PARTS = ("start: store, run, params, tags, config", "datasets", "devices tag", "model logging",
+               "test metrics, plots, reports", "end: checkpoints, status")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
+    args, overrides = parser.parse_known_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        uri = f"sqlite:///{scratch}/mlruns/mlflow.db"
+        common = [f"trainer.epochs={args.epochs}", "trainer.verbose=0", f"output_dir={scratch}/out", *overrides]
+        variants = {"local": [*common, "tracking=local", f"tracking.uri={uri}"], "none": [*common, "tracking=none"]}
+        from mlflow import MlflowClient
+
+        Path(scratch, "mlruns").mkdir()
+        MlflowClient(uri).search_experiments()  # a fresh database's migrations are not a per-run cost
+        timings: Timings = defaultdict(list)
+        with instrumented(timings):
+            for variant in variants.values():  # warm-up pair
+                run_pipeline(compose_config(variant), overrides=variant)
+            timings.clear()
+            wall: Timings = defaultdict(list)
+            for pair in range(args.pairs):
+                order = ["local", "none"] if pair % 2 == 0 else ["none", "local"]
+                for name in order:
+                    started = time.perf_counter()
+                    run_pipeline(compose_config(variants[name]), overrides=variants[name])
+                    wall[name].append(time.perf_counter() - started)
+                overhead = wall["local"][-1] - wall["none"][-1]
+                print(f"pair {pair + 1}: local {wall['local'][-1]:.2f} s, none {wall['none'][-1]:.2f} s, "
+                      f"overhead {overhead:+.2f} s", flush=True)
+
+    overheads = [local - none for local, none in zip(wall["local"], wall["none"])]
+    fixed = [sum(parts) for parts in zip(*(timings[part] for part in FIXED_PARTS))]
+    print(f"\n{args.pairs} pairs, {args.epochs} epochs, {' '.join(overrides) or 'defaults (digits, mlp)'}:")
+    print(f"  wall-time overhead per run (local - none), median   {statistics.median(overheads):+.3f} s")
+    print(f"  tracker fixed cost per run, median                  {statistics.median(fixed):.3f} s  (target <= 1.0)")
+    for part in FIXED_PARTS:
+        print(f"    {part:<46} {statistics.median(timings[part]):.3f} s")
+    epoch_ms = [1000 * value for value in timings["epoch callback"]]
+    print(f"  per-epoch cost (epoch callback), median             {statistics.median(epoch_ms):.2f} ms  "
+          f"(max {max(epoch_ms):.2f} ms; target <= 5 ms)")
+
+
+@contextlib.contextmanager
+def instrumented(timings: Timings):
+    """Time the tracker's parts by wrapping them where the core and the tracker look them up."""
+    originals: list[tuple[Any, str, Any]] = []
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+        setattr(owner, name, timed(original, label, timings))
+
+    wrap(mlflow_tracker.MlflowRunTracker, "log_datasets", "datasets")
+    wrap(mlflow_tracker.MlflowRunTracker, "set_devices", "devices tag")
+    wrap(mlflow_tracker, "log_keras_model", "model logging")
+    wrap(mlflow_tracker.MlflowRunTracker, "log_results", "log_results")
+    wrap(mlflow_tracker.EpochLogger, "on_epoch_end", "epoch callback")
+    original_run = tracking.tracked_run
+    originals.append((tracking, "tracked_run", original_run))
+    tracking.tracked_run = timed_run(original_run, timings)
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+        if timings.get("log_results"):
+            # The metrics/plots/reports part is what log_results spends besides the model.
+            timings["test metrics, plots, reports"] = [
+                total - model for total, model in zip(timings.pop("log_results"), timings["model logging"])]
+
+
+def timed(function: Callable, label: str, timings: Timings) -> Callable:
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timings[label].append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def timed_run(tracked_run: Callable, timings: Timings) -> Callable:
+    @contextlib.contextmanager
+    def wrapper(settings, **kwargs):
+        started = time.perf_counter()
+        with tracked_run(settings, **kwargs) as tracker:
+            if tracker.run_id is not None:
+                timings["start: store, run, params, tags, config"].append(time.perf_counter() - started)
+            yield tracker
+            finished = time.perf_counter()
+        if tracker.run_id is not None:
+            timings["end: checkpoints, status"].append(time.perf_counter() - finished)
+
+    return wrapper
+
+
+if __name__ == "__main__":
+    main()

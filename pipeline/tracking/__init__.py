@@ -1,0 +1,32 @@
+"""MLflow tracking for a pipeline run: `tracked_run` opens and closes the run, `RunTracker` records into it.
+
+tracking=none never imports MLflow (it takes seconds to import); the core uses the same calls either way.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from pipeline.config import NoTracking, Settings
+from pipeline.tracking.store import tracking_uri
+from pipeline.tracking.tracker import RunTracker
+
+__all__ = ["RunTracker", "tracked_run", "tracking_uri"]
+
+
+@contextmanager
+def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path,
+                parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[RunTracker]:
+    """Check the store, start (or re-open with settings.resume) the run and record the config; close it
+    FINISHED, KILLED (Ctrl-C, SIGTERM, TrainingStopped with tag `stopped`) or FAILED (tag `error`, error.txt),
+    logging output_dir/checkpoints in every case, and re-raise."""
+    if isinstance(settings.tracking, NoTracking):
+        yield RunTracker()
+        return
+    from pipeline.tracking.lifecycle import mlflow_run
+
+    with mlflow_run(settings, overrides=overrides, output_dir=output_dir,
+                    parent_run_id=parent_run_id, tags=tags) as tracker:
+        yield tracker

@@ -1,0 +1,35 @@
+"""An evaluation of a logged model on a dataset, recorded as its own MLflow run."""
+
+from __future__ import annotations
+
+import time
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from pipeline.config import MlflowTracking
+from pipeline.dataset import Dataset
+from pipeline.tracking.lifecycle import experiment_id
+from pipeline.tracking.mlflow_tracker import dataset_input
+from pipeline.tracking.store import tracking_uri
+
+EVALUATED_MODEL = "evaluated_model"
+
+
+def record_evaluation(tracking: MlflowTracking, *, model_uri: str, model_id: str | None, data: Dataset,
+                      data_params: dict[str, object], metrics: dict[str, float]) -> str:
+    """A FINISHED run tagged with the model's URI; its metrics also link to the LoggedModel when known."""
+    uri = tracking_uri(tracking)
+    assert uri is not None
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id(client, tracking, uri), run_name=f"evaluate-{data.source}-{model_uri.split('/')[-1]}")
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(name, value, now, 0, model_id=model_id) for name, value in metrics.items()],
+        params=[Param(f"data.{key}", str(value)) for key, value in data_params.items()],
+        tags=[RunTag(EVALUATED_MODEL, model_uri), RunTag("data.source", data.source)],
+    )
+    client.log_inputs(run.info.run_id, datasets=[dataset_input(data, "test")])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

@@ -1,0 +1,173 @@
+"""One MLflow run from start to its final status: create or re-open, record the config, close as it ended."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import mlflow
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Param, Run, RunTag
+from mlflow.environment_variables import MLFLOW_TRACKING_URI
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
+
+from pipeline.config import MlflowTracking, Settings, flatten
+from pipeline.errors import PipelineError, TrainingStopped
+from pipeline.tracking.mlflow_tracker import CHECKPOINTS, MlflowRunTracker
+from pipeline.tracking.provenance import run_tags
+from pipeline.tracking.store import artifact_location, check_store, tracking_uri
+
+NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
+# A resumed run may differ from the original only in these (longer training, another machine, tracking options).
+RESUMABLE_CHANGES = ("trainer.epochs", "trainer.verbose", "device.", "tracking.")
+RESUMABLE_STATUSES = ("KILLED", "FAILED")
+ERROR_TAG_LENGTH = 500
+EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI opens a model-training experiment in its "Model training" view
+
+
+@contextmanager
+def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path,
+               parent_run_id: str | None, tags: Mapping[str, str] | None) -> Iterator[MlflowRunTracker]:
+    tracking = settings.tracking
+    assert isinstance(tracking, MlflowTracking)
+    uri = tracking_uri(tracking)
+    assert uri is not None
+    check_store(uri)
+    client = MlflowClient(uri)
+    params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
+    run = _reopen(client, settings.resume, params, uri) if settings.resume else None
+    with process_tracking_uri(uri):
+        run_id = run.info.run_id if run else _create(client, tracking, uri, parent_run_id)
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+        tracker = MlflowRunTracker(client, run_id, tracking)
+        try:
+            if run:
+                _log(client, run_id, params=_new_params(run, params),
+                     tags={**(tags or {}), "resume_overrides": " ".join(overrides), "output_dir": str(output_dir)})
+            else:
+                provenance = {**run_tags(settings, overrides, output_dir), **(tags or {})}
+                _record_config(client, run_id, settings, params, provenance, overrides)
+            yield tracker
+        except TrainingStopped as stopped:
+            _close(tracker, output_dir, "KILLED", {"stopped": str(stopped) or "stopped"})
+            raise
+        except Exception as error:
+            _close(tracker, output_dir, "FAILED", {"error": _one_line(error)[:ERROR_TAG_LENGTH]}, traceback.format_exc())
+            raise
+        except BaseException:  # KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it), SystemExit
+            _close(tracker, output_dir, "KILLED", {})
+            raise
+        else:
+            _close(tracker, output_dir, "FINISHED", {})
+
+
+@contextmanager
+def process_tracking_uri(uri: str) -> Iterator[None]:
+    """The fluent API (log_model, the active run) reads a process-wide URI, which MLflow also
+    exports as MLFLOW_TRACKING_URI; put both back afterwards so the next run or a subprocess is not redirected."""
+    previous = os.environ.get(MLFLOW_TRACKING_URI.name)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both
+
+
+def _create(client: MlflowClient, tracking: MlflowTracking, uri: str, parent_run_id: str | None) -> str:
+    tags = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
+    return client.create_run(experiment_id(client, tracking, uri), tags=tags).info.run_id
+
+
+def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> str:
+    """tracking.experiment's id, created on first use with its artifacts beside a SQLite store."""
+    experiment = client.get_experiment_by_name(tracking.experiment)
+    if experiment is None:
+        try:
+            return client.create_experiment(tracking.experiment, artifact_location=artifact_location(uri),
+                                            tags={EXPERIMENT_KIND: "custom_model_development"})
+        except MlflowException as error:  # another process (a parallel sweep trial) created it first
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+            experiment = client.get_experiment_by_name(tracking.experiment)
+    if experiment.lifecycle_stage == "deleted":
+        raise PipelineError(f"tracking.experiment={tracking.experiment}: that experiment is deleted in {uri}; "
+                            "restore it (mlflow experiments restore) or choose another name")
+    return experiment.experiment_id
+
+
+def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],
+                   tags: dict[str, str], overrides: Sequence[str]) -> None:
+    _log(client, run_id, params=params, tags={**tags, MLFLOW_RUN_NAME: _run_name(settings, run_id)})
+    client.log_text(run_id, yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), "config/config.yaml")
+    client.log_text(run_id, yaml.safe_dump(list(overrides)), "config/overrides.yaml")
+
+
+def _run_name(settings: Settings, run_id: str) -> str:
+    tracking = settings.tracking
+    assert isinstance(tracking, MlflowTracking)
+    optimizer = settings.optimizer
+    return tracking.run_name or f"{settings.model.name}-{optimizer.name}-lr{optimizer.learning_rate:g}-{run_id[:6]}"
+
+
+def _reopen(client: MlflowClient, run_id: str, params: dict[str, object], uri: str) -> Run:
+    """Check that `run_id` can be continued with this config; the run is re-opened by start_run."""
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST) and "not found" not in str(error).lower():
+            raise
+        raise PipelineError(f"resume={run_id}: no such run in {uri}") from None
+    status = run.info.status
+    if status not in RESUMABLE_STATUSES:
+        raise PipelineError(f"resume={run_id}: the run is {status}; only a KILLED or FAILED run can be resumed")
+    for key, value in params.items():
+        recorded = run.data.params.get(key)
+        if recorded is not None and recorded != str(value) and not key.startswith(RESUMABLE_CHANGES):
+            original = run.data.tags.get("overrides", "")
+            raise PipelineError(f"resume={run_id}: {key}={value} but the run has {key}={recorded}; "
+                                f"resume with the run's own overrides: {original or '(none)'}")
+    return run
+
+
+def _new_params(run: Run, params: dict[str, object]) -> dict[str, object]:
+    """MLflow params are write-once: a resumed run logs only keys it does not have yet."""
+    return {key: value for key, value in params.items() if key not in run.data.params}
+
+
+def _log(client: MlflowClient, run_id: str, *, params: Mapping[str, object], tags: Mapping[str, str]) -> None:
+    """Params and tags in as few calls as MLflow's per-batch limit allows."""
+    entries: list[Param | RunTag] = [Param(key, str(value)) for key, value in params.items()]
+    entries += [RunTag(key, str(value)) for key, value in tags.items()]
+    for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
+        batch = entries[start : start + MAX_PARAMS_TAGS_PER_BATCH]
+        client.log_batch(run_id, params=[e for e in batch if isinstance(e, Param)],
+                         tags=[e for e in batch if isinstance(e, RunTag)])
+
+
+def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[str, str],
+           error_text: str | None = None) -> None:
+    """Record the last metrics, the checkpoints and how the run ended; the status is set even if recording fails."""
+    client, run_id = tracker.client, tracker.run_id
+    try:
+        tracker.close()
+        checkpoints = output_dir / CHECKPOINTS
+        if checkpoints.is_dir() and any(checkpoints.iterdir()):
+            client.log_artifacts(run_id, str(checkpoints), CHECKPOINTS)
+        if error_text:
+            client.log_text(run_id, error_text, "error.txt")
+        if tags:
+            _log(client, run_id, params={}, tags=tags)
+    finally:
+        mlflow.end_run(status)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -1,0 +1,86 @@
+"""The MLflow side of `RunTracker`: records into one open run (the active run, which `log_model` needs)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import mlflow.data
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+from pipeline.config import MlflowTracking
+from pipeline.dataset import Dataset
+from pipeline.tracking.epochs import EpochLogger, MetricWriter
+from pipeline.tracking.models import log_keras_model
+from pipeline.tracking.reports import write_model_summary, write_reports
+from pipeline.tracking.tracker import RunTracker
+
+CHECKPOINTS = "checkpoints"
+
+
+def dataset_input(data: Dataset, split: str) -> DatasetInput:
+    x, y = data.splits()[split]
+    dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.source}-{split}")
+    # What mlflow.log_input builds, done here so all three splits go to the store in one call.
+    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)])
+
+
+class MlflowRunTracker(RunTracker):
+    """Records into one open run; epoch metrics go through a background writer that `close` drains."""
+
+    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking):
+        self.client = client
+        self.run_id = run_id
+        self.settings = settings
+        self.epoch_metrics = MetricWriter(client, run_id)
+
+    def set_devices(self, devices: list[str]) -> None:
+        self.client.set_tag(self.run_id, "devices", ", ".join(devices))
+
+    def epoch_callback(self) -> keras.callbacks.Callback:
+        return EpochLogger(self.epoch_metrics)
+
+    def log_datasets(self, data: Dataset) -> None:
+        """Lineage by name and digest (MLflow hashes a sample of the arrays; nothing is copied)."""
+        inputs = [dataset_input(data, split) for split in data.splits()]
+        self.client.log_inputs(self.run_id, datasets=inputs)
+        self.client.set_tag(self.run_id, "data.source", data.source)
+
+    def fetch_checkpoints(self, into: Path) -> bool:
+        if not self.client.list_artifacts(self.run_id, CHECKPOINTS):
+            return False
+        into.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            fetched = Path(self.client.download_artifacts(self.run_id, CHECKPOINTS, scratch))
+            for file in fetched.iterdir():
+                shutil.move(file, into / file.name)
+        return True
+
+    def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
+                    test_metrics: dict[str, float], y_pred: np.ndarray) -> None:
+        """Plots render on a thread while the model is logged; the test metrics link to the model; every
+        report goes up in one artifact upload."""
+        step = max((len(values) for values in history.values()), default=0)
+        with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(max_workers=1) as pool:
+            folder = Path(scratch)
+            reports = pool.submit(write_reports, folder, data=data, history=history, y_pred=y_pred)
+            model_id = None
+            if self.settings.log_model:
+                model_id = log_keras_model(model, data, step=step, register_as=self.settings.register_as).model_id
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(name, value, now, step, model_id=model_id)
+                                                        for name, value in test_metrics.items()])
+            write_model_summary(folder, model)
+            reports.result()
+            self.client.log_artifacts(self.run_id, scratch)
+
+    def close(self) -> None:
+        """Called by the run's lifecycle before the final status: the last epochs' metrics are written."""
+        self.epoch_metrics.close()

@@ -1,0 +1,71 @@
+"""Where runs go: the tracking URI, the artifact folder beside a SQLite store, and the pre-flight check.
+
+Everything here resolves to absolute paths, so a changed working directory never moves the store.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from pipeline.config import PROJECT_ROOT, NoTracking, TrackingSettings
+from pipeline.errors import PipelineError
+
+SQLITE = "sqlite:///"
+LOCAL_DB = PROJECT_ROOT / "mlruns" / "mlflow.db"
+SERVER_TIMEOUT_S = 5.0
+
+
+def tracking_uri(settings: TrackingSettings) -> str | None:
+    """The absolute tracking URI (None for tracking=none): tracking.uri, or the project's SQLite store."""
+    if isinstance(settings, NoTracking):
+        return None
+    uri = settings.uri or f"{SQLITE}{LOCAL_DB}"
+    if uri.startswith(SQLITE):
+        return f"{SQLITE}{Path(uri.removeprefix(SQLITE)).expanduser().resolve()}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix(SQLITE)) if uri.startswith(SQLITE) else None
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store live in `artifacts/` beside the database; a server picks its own."""
+    database = sqlite_path(uri)
+    return (database.parent / "artifacts").as_uri() if database else None
+
+
+def check_store(uri: str) -> None:
+    """Fail in one line now, before training, if runs could not be recorded at the end."""
+    database = sqlite_path(uri)
+    if database is not None:
+        _check_writable(database, uri)
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
+
+
+def _check_writable(database: Path, uri: str) -> None:
+    folders = (database.parent, database.parent / "artifacts")
+    try:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PipelineError(f"tracking.uri={uri}: cannot create {error.filename} ({error.strerror}); "
+                            "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db or use tracking=none") from None
+    for path in (*folders, database):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PipelineError(f"tracking.uri={uri}: {path} is not writable; "
+                                "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db or use tracking=none")
+
+
+def _check_server(uri: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S) as response:
+            response.read()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise PipelineError(f"tracking.uri={uri}: MLflow server unreachable ({reason}); "
+                            "start it (mlflow server ...) or use tracking=local") from None

@@ -1,0 +1,35 @@
+"""The interface the core records a run through; this base class is tracking=none (every method does nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pipeline.dataset import Dataset
+
+if TYPE_CHECKING:
+    import keras
+
+
+class RunTracker:
+    """tracking=none: the core calls the same methods whether or not MLflow records the run."""
+
+    run_id: str | None = None
+
+    def set_devices(self, devices: list[str]) -> None:
+        pass
+
+    def epoch_callback(self) -> keras.callbacks.Callback | None:
+        return None
+
+    def log_datasets(self, data: Dataset) -> None:
+        pass
+
+    def fetch_checkpoints(self, into: Path) -> bool:
+        return False
+
+    def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
+                    test_metrics: dict[str, float], y_pred: np.ndarray) -> None:
+        pass

@@ -1,0 +1,104 @@
+"""`python -m pipeline.ui` in a real headless browser: the run list shows a pipeline run, its page val_accuracy."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT, compose_config
+from pipeline.errors import PipelineError
+from pipeline.ui import split_port
+from tests.conftest import QUICK
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.communicate()
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the MLflow UI did not answer at {url} in {timeout_s} s")
+
+
+@pytest.fixture
+def ui_with_a_run(mlflow_store, tmp_path):
+    from pipeline.core import run_pipeline
+
+    overrides = [*QUICK, mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
+    result = run_pipeline(compose_config(overrides), overrides=overrides)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), mlflow_store.override],
+                              cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server)
+        yield url, mlflow_store.client().get_run(result.run_id)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and any worker it started
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_ui_lists_the_run_and_its_page_shows_val_accuracy(ui_with_a_run, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, run = ui_with_a_run
+    experiment_page = f"{url}/#/experiments/{run.info.experiment_id}/runs"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(experiment_page)
+            expect(page.get_by_text(run.info.run_name).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=tmp_path / "run_list.png")
+            page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+            metric = page.get_by_text("val_accuracy").first
+            expect(metric).to_be_visible(timeout=60_000)
+            metric.scroll_into_view_if_needed()
+            page.screenshot(path=tmp_path / "run_page.png")
+        finally:
+            browser.close()
+    print(f"screenshots: {tmp_path / 'run_list.png'} {tmp_path / 'run_page.png'}")
+
+
+def test_ui_binds_localhost_and_checks_its_port():
+    assert split_port(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == (5123, ["tracking.uri=sqlite:////x.db"])
+    assert split_port(["--port=8080"]) == (8080, [])
+    assert split_port([]) == (5000, [])
+    for bad in (["--port", "http"], ["--port"], ["--port=70000"]):
+        with pytest.raises(PipelineError, match=r"^--port .*: expected a port number from 1 to 65535$"):
+            split_port(bad)
+
+
+def test_ui_with_tracking_none_is_one_line_and_exit_2():
+    result = subprocess.run([sys.executable, "-m", "pipeline.ui", "tracking=none"], cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: tracking=none: there is no store to browse; use tracking=local or tracking.uri=..."
