@@ -257,10 +257,10 @@ def validate(cfg: DictConfig) -> Settings:
     try:
         return Settings.model_validate(plain)
     except ValidationError as error:
-        raise PipelineError(_one_line_validation_error(error, plain)) from None
+        raise PipelineError(one_line_validation_error(error, plain)) from None
 
 
-def _one_line_validation_error(error: ValidationError, plain: dict[str, Any]) -> str:
+def one_line_validation_error(error: ValidationError, plain: dict[str, Any]) -> str:
     first = error.errors()[0]
     key = _dotted_key(first["loc"], plain)
     value = first.get("input")

@@ -1,0 +1,82 @@
+"""Per-trial overhead of a sweep, and the worker's peak RSS after trial 5 and trial 30.
+
+Overhead = a trial's wall time (Optuna's ask -> tell) minus its training and evaluation, i.e. config
+building, Optuna, MLflow run creation/logging/closing, data loading and model building; the sweep's own
+share (everything outside run_pipeline) is printed separately. 30 trials on
+digits (300 training images, 2 epochs, an MLP [32]) with MLflow tracking into a temporary SQLite store.
+Usage: python benchmarks/sweep_overhead.py
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import optuna  # noqa: E402
+
+import pipeline.core as core  # noqa: E402
+import sweeps.objective as objective  # noqa: E402
+import sweeps.workers as workers  # noqa: E402
+from sweeps.sweep import run_sweep  # noqa: E402
+
+N_TRIALS = 30
+spent: list[float] = []  # training + evaluation seconds, one entry per trial
+in_pipeline: list[float] = []  # run_pipeline seconds, one entry per trial
+peak_rss_mb: dict[int, float] = {}
+
+
+def timed(function, into: list[float]):
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            into[-1] += time.perf_counter() - started
+    return wrapper
+
+
+def main() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    core.trainer.train = timed(core.trainer.train, spent)
+    core.evaluate_model = timed(core.evaluate_model, spent)
+    objective.run_pipeline = timed(objective.run_pipeline, in_pipeline)
+    finish = workers._finish
+
+    def finish_and_measure(sweep, study, trial, outcome, status):
+        finish(sweep, study, trial, outcome, status)
+        peak_rss_mb[trial.number + 1] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        spent.append(0.0)
+        in_pipeline.append(0.0)
+
+    workers._finish = finish_and_measure
+    spent.append(0.0)
+    in_pipeline.append(0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_sweep([
+            "data.max_train_samples=300", "trainer.epochs=2", "trainer.verbose=0", "model.hidden_units=[32]",
+            f"sweep.n_trials={N_TRIALS}", "sweep.pruner=none", f"sweep.storage={tmp}/study.log",
+            f"sweep.trials_dir={tmp}/trials", f"tracking.uri=sqlite:///{tmp}/mlruns/mlflow.db",
+        ])
+        study = optuna.load_study(study_name="kerastrack", storage=workers.SweepContext.load(
+            [f"sweep.storage={tmp}/study.log"]).storage)
+        walls = [(t.datetime_complete - t.datetime_start).total_seconds() for t in study.trials]
+    overheads = [wall - inside for wall, inside in zip(walls, spent)][1:]  # trial 0 pays TensorFlow's warm-up
+    sweep_own = [wall - inside for wall, inside in zip(walls, in_pipeline)][1:]
+    print(f"trials: {N_TRIALS}; median trial wall {statistics.median(walls):.3f} s, "
+          f"median training+evaluation {statistics.median(spent[:N_TRIALS]):.3f} s")
+    print(f"per-trial overhead: median {statistics.median(overheads):.3f} s (target <= 0.3 s), "
+          f"max {max(overheads):.3f} s")
+    print(f"  of which the sweep's own (outside run_pipeline: config, Optuna, heartbeat): "
+          f"median {statistics.median(sweep_own):.3f} s; the rest is run_pipeline's data loading, model "
+          f"building and MLflow logging")
+    print(f"peak RSS after trial 5: {peak_rss_mb[5]:.0f} MiB, after trial 30: {peak_rss_mb[30]:.0f} MiB "
+          f"(ratio {peak_rss_mb[30] / peak_rss_mb[5]:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Everything a sweep process (launcher or worker) sets up from the command line, in one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+from optuna.storages import BaseStorage
+
+from pipeline.config import Settings, validate
+from pipeline.errors import PipelineError
+from pipeline.tracking.store import tracking_uri
+from sweeps import settings as sweep_settings
+from sweeps.mlflow_runs import SweepRuns
+from sweeps.objective_checks import check_objective
+from sweeps.settings import SweepSettings, is_sweep_override
+from sweeps.study import ClaimLock, make_storage, storage_location
+
+
+@dataclass
+class SweepContext:
+    overrides: list[str]  # the whole command line, sweep.* included (worker processes get it too)
+    pipeline_overrides: list[str]  # what passes through to every trial
+    cfg: DictConfig
+    pipeline: Settings
+    settings: SweepSettings
+    location: str
+    storage: BaseStorage
+    lock: ClaimLock
+    runs: SweepRuns | None
+    trials_dir: Path
+
+    @classmethod
+    def load(cls, overrides: list[str]) -> "SweepContext":
+        cfg, settings = sweep_settings.load(overrides)
+        pipeline = validate(cfg)
+        check_objective(settings)
+        location = storage_location(settings)
+        uri = tracking_uri(pipeline.tracking)
+        runs = SweepRuns(uri, pipeline.tracking.experiment, settings.study_name) if uri else None  # type: ignore[union-attr]
+        lock = ClaimLock(location, settings.study_name)
+        try:
+            with lock():  # workers starting together would race to create the database tables
+                storage = make_storage(location)
+        except Exception as error:  # noqa: BLE001 - e.g. an unreachable database, in one line
+            raise PipelineError(f"sweep.storage: cannot open {redact(location)} ({type(error).__name__}: "
+                                f"{str(error).splitlines()[0]})") from None
+        return cls(
+            overrides=list(overrides),
+            pipeline_overrides=[o for o in overrides if not is_sweep_override(o)],
+            cfg=cfg, pipeline=pipeline, settings=settings, location=location, storage=storage,
+            lock=lock, runs=runs,
+            trials_dir=Path(settings.trials_dir).expanduser().resolve(),
+        )
+
+
+def redact(location: str) -> str:
+    """A database URL without its password, for messages and run tags."""
+    scheme, sep, rest = location.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{credentials.split(':')[0]}:***{at}{host}" if at else location

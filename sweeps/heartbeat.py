@@ -1,0 +1,78 @@
+"""Liveness of running trials: a heartbeat per trial, and failing the trials of workers that died.
+
+Optuna's JournalStorage has no heartbeat of its own (only RDBStorage does), so the sweep keeps one that
+works on every storage: a thread stamps the trial's `heartbeat` user attribute every interval; a RUNNING
+trial whose stamp is older than the grace period belongs to a worker that was killed (e.g. `kill -9`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+HEARTBEAT = "heartbeat"
+
+
+class Heartbeat:
+    """`with Heartbeat(trial, interval):` stamps the trial until the block ends."""
+
+    def __init__(self, trial: optuna.Trial, interval: float):
+        self.trial = trial
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial.number}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self.trial.set_user_attr(HEARTBEAT, time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.trial.set_user_attr(HEARTBEAT, time.time())
+
+
+def is_stale(trial: FrozenTrial, grace_period: float, now: float) -> bool:
+    if trial.state != TrialState.RUNNING:
+        return False
+    last = trial.user_attrs.get(HEARTBEAT)
+    if last is None:  # asked but never started (killed in between): judge by its start time
+        last = trial.datetime_start.timestamp() if trial.datetime_start else now
+    return now - float(last) > grace_period
+
+
+def fail_stale_trials(
+    study: optuna.Study, grace_period: float, on_failed: Callable[[FrozenTrial], None]
+) -> list[FrozenTrial]:
+    """Mark dead workers' RUNNING trials FAIL; `on_failed` closes their MLflow runs."""
+    now = time.time()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_stale(trial, grace_period, now):
+            continue
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):  # another worker failed or finished it first
+            continue
+        on_failed(trial)
+        failed.append(trial)
+    return failed
+
+
+def wait_for_running_trials(
+    study: optuna.Study, grace_period: float, poll_seconds: float, on_failed: Callable[[FrozenTrial], None]
+) -> None:
+    """Block until no trial is RUNNING: other workers finish theirs, dead workers' trials turn FAIL."""
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fail_stale_trials(study, grace_period, on_failed)
+        time.sleep(poll_seconds)

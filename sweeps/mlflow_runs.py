@@ -1,0 +1,88 @@
+"""The study's MLflow side: one parent run per study, and the child run of each trial.
+
+The trial<->run mapping lives in both stores: the child run carries `optuna.study` / `optuna.trial` tags
+(set when run_pipeline creates it), and the trial gets the run id as its `mlflow_run_id` user attribute
+as soon as training starts. A worker killed mid-trial leaves a RUNNING run; whoever fails the stale trial
+finds the run by either and closes it as KILLED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import optuna
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline.tracking.store import artifact_location
+from sweeps.trial_config import Scalar, format_value
+
+RUN_ID_ATTR = "mlflow_run_id"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+STUDY_TAG = "optuna.study"
+TRIAL_TAG = "optuna.trial"
+STATE_TAG = "optuna.state"
+
+
+class SweepRuns:
+    def __init__(self, uri: str, experiment: str, study_name: str):
+        self.client = MlflowClient(uri)
+        self.study_name = study_name
+        self.experiment_id = self._experiment_id(experiment, uri)
+
+    def _experiment_id(self, name: str, uri: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location(uri))
+        except MlflowException:  # another worker created it a moment ago
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def parent_run(self, study: optuna.Study, description: Mapping[str, str]) -> str:
+        """The study's parent run: created on first use, reopened (RUNNING) when the study resumes.
+
+        Call under the study's claim lock, so workers starting together create only one.
+        """
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id,
+                tags={MLFLOW_RUN_NAME: f"sweep-{self.study_name}", STUDY_TAG: self.study_name, **description},
+            )
+            study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+            return run.info.run_id
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return run_id
+
+    def trial_tags(self, trial: optuna.Trial, values: Mapping[str, Scalar]) -> dict[str, str]:
+        params = {f"optuna.param.{key}": format_value(value) for key, value in values.items()}
+        return {STUDY_TAG: self.study_name, TRIAL_TAG: str(trial.number), **params}
+
+    def find_trial_run(self, trial: FrozenTrial) -> str | None:
+        if RUN_ID_ATTR in trial.user_attrs:
+            return str(trial.user_attrs[RUN_ID_ATTR])
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{STUDY_TAG}` = '{self.study_name}' and tags.`{TRIAL_TAG}` = '{trial.number}'",
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
+    def record_state(self, run_id: str, state: TrialState, *, status: str | None = None) -> None:
+        """Tag the child run with the trial's state; `status` (FAILED, KILLED) overrides how it ended."""
+        self.client.set_tag(run_id, STATE_TAG, state.name)
+        if status:
+            self.client.set_terminated(run_id, status)
+
+    def close_stale_trial(self, trial: FrozenTrial) -> None:
+        run_id = self.find_trial_run(trial)
+        if run_id is not None:
+            self.client.set_tag(run_id, "stopped", "worker died (no heartbeat)")
+            self.record_state(run_id, TrialState.FAIL, status="KILLED")
+
+    def end_parent(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)

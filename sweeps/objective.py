@@ -1,0 +1,102 @@
+"""One trial: sample values, build the trial's config, run the pipeline in-process, judge the outcome."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from pipeline.core import RunResult, run_pipeline
+from pipeline.errors import TrainingStopped
+from sweeps.mlflow_runs import RUN_ID_ATTR, SweepRuns
+from sweeps.objective_checks import is_epoch_metric
+from sweeps.settings import Objective, Param
+from sweeps.space import suggest
+from sweeps.trial_config import TrialConfigs, as_overrides
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    state: TrialState
+    value: float | None = None
+    run_id: str | None = None
+    reason: str = ""
+
+
+class TrialReporter(keras.callbacks.Callback):
+    """Reports the objective's metric every epoch (both trainers call this) and stops pruned trials."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        super().__init__()
+        self.trial = trial
+        self.metric = metric
+        self.run_id: str | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._remember_run()
+        value = (logs or {}).get(self.metric)
+        if not is_epoch_metric(self.metric) or value is None or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), step=epoch + 1)  # epochs counted from 1, as in MLflow
+        if self.trial.should_prune():
+            raise TrainingStopped(f"pruned after epoch {epoch + 1} ({self.metric}={float(value):.4f})")
+
+    def _remember_run(self) -> None:
+        """Store the trial->run mapping early, so a worker killed later still leaves it behind."""
+        run = mlflow.active_run()
+        if self.run_id is None and run is not None:
+            self.run_id = run.info.run_id
+            self.trial.set_user_attr(RUN_ID_ATTR, self.run_id)
+
+
+def objective_value(result: RunResult, objective: Objective) -> float:
+    """The trial's value: the best (or last) epoch of a per-epoch metric, or a test_* metric."""
+    if not is_epoch_metric(objective.metric):
+        return float(result.test_metrics.get(objective.metric, math.nan))
+    values = result.history.get(objective.metric) or [math.nan]
+    if objective.reduce == "last":
+        return float(values[-1])
+    finite = [value for value in values if math.isfinite(value)] or [math.nan]
+    return float(max(finite) if objective.direction == "maximize" else min(finite))
+
+
+@dataclass
+class TrialRunner:
+    params: Mapping[str, Param]
+    configs: TrialConfigs
+    objective: Objective
+    trials_dir: Path
+    log_models: bool
+    runs: SweepRuns | None
+    parent_run_id: str | None
+
+    def __call__(self, trial: optuna.Trial) -> TrialOutcome:
+        values = suggest(trial, self.params)
+        cfg = self.configs.build(values)
+        OmegaConf.update(cfg, "output_dir", str(self.trials_dir / f"trial-{trial.number:04d}"))
+        if self.runs is not None and not self.log_models:
+            OmegaConf.update(cfg, "tracking.log_model", False)
+        reporter = TrialReporter(trial, self.objective.metric)
+        overrides: Sequence[str] = [*self.configs.pipeline_overrides, *as_overrides(values)]
+        try:
+            result = run_pipeline(
+                cfg, overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
+                run_tags=self.runs.trial_tags(trial, values) if self.runs else None,
+            )
+        except TrainingStopped as stopped:
+            return TrialOutcome(TrialState.PRUNED, run_id=reporter.run_id, reason=str(stopped))
+        except Exception as error:  # noqa: BLE001 - a failing trial must not end the sweep
+            return TrialOutcome(TrialState.FAIL, run_id=reporter.run_id, reason=f"{type(error).__name__}: {error}")
+        if result.run_id:
+            trial.set_user_attr(RUN_ID_ATTR, result.run_id)
+        value = objective_value(result, self.objective)
+        if not math.isfinite(value):
+            return TrialOutcome(TrialState.FAIL, run_id=result.run_id, reason=f"{self.objective.metric}={value}")
+        return TrialOutcome(TrialState.COMPLETE, value, result.run_id)

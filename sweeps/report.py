@@ -1,0 +1,117 @@
+"""The end of a sweep: best trial, the command reproducing it, and the parent run's metrics, tags and plots."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # plots go to files; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optuna  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+from sweeps.mlflow_runs import RUN_ID_ATTR, SweepRuns  # noqa: E402
+from sweeps.settings import Param  # noqa: E402
+from sweeps.space import values_from_params  # noqa: E402
+from sweeps.trial_config import Scalar, format_value, reproduce_command  # noqa: E402
+
+PLOTS: dict[str, Callable[[optuna.Study], object]] = {
+    "optimization_history": optuna_plots.plot_optimization_history,
+    "param_importances": optuna_plots.plot_param_importances,
+    "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+    "intermediate_values": optuna_plots.plot_intermediate_values,
+}
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    study_name: str
+    states: dict[str, int]  # COMPLETE/PRUNED/FAIL/... -> count
+    epochs_trained: int
+    best_number: int | None = None
+    best_value: float | None = None
+    best_values: dict[str, Scalar] = field(default_factory=dict)  # config key -> value
+    best_run_id: str | None = None
+    command: str | None = None
+
+    def lines(self) -> list[str]:
+        counts = ", ".join(f"{count} {state}" for state, count in sorted(self.states.items()))
+        lines = [f"Study {self.study_name}: {counts}; {self.epochs_trained} epochs trained"]
+        if self.best_number is not None:
+            lines += [
+                f"Best trial {self.best_number}: value {self.best_value:.4f}",
+                "Best parameters: " + " ".join(f"{k}={format_value(v)}" for k, v in self.best_values.items()),
+                f"Reproduce it: {self.command}",
+            ]
+            if self.best_run_id:
+                lines.append(f"Best trial's MLflow run: {self.best_run_id}")
+        return lines
+
+
+def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
+    """Epochs a trial ran (its reported steps); pruned trials stop early, which is the point."""
+    return len(trial.intermediate_values)
+
+
+def summarize(study: optuna.Study, params: Mapping[str, Param], pipeline_overrides: Sequence[str]) -> SweepSummary:
+    trials = study.get_trials(deepcopy=False)
+    states = dict(Counter(trial.state.name for trial in trials))
+    epochs = sum(epochs_trained(trial) for trial in trials)
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    if not complete:
+        return SweepSummary(study.study_name, states, epochs)
+    best = study.best_trial
+    values = values_from_params(best.params, params)
+    return SweepSummary(
+        study.study_name, states, epochs, best.number, best.value, values,
+        best.user_attrs.get(RUN_ID_ATTR), reproduce_command(pipeline_overrides, values),
+    )
+
+
+def log_to_parent(runs: SweepRuns, parent_run_id: str, summary: SweepSummary, study: optuna.Study) -> None:
+    """Best value as a metric; best parameters, run id and command as tags (they change when a study resumes)."""
+    client = runs.client
+    finished = sum(count for state, count in summary.states.items() if state != "RUNNING")
+    metrics = {f"trials_{state.lower()}": float(count) for state, count in summary.states.items()}
+    metrics["epochs_trained"] = float(summary.epochs_trained)
+    if summary.best_value is not None and math.isfinite(summary.best_value):
+        metrics["best_value"] = summary.best_value
+    for name, value in metrics.items():
+        client.log_metric(parent_run_id, name, value, step=finished)
+    if summary.best_number is not None:
+        tags = {f"best.{key}": format_value(value) for key, value in summary.best_values.items()}
+        tags |= {"best_trial": str(summary.best_number), "best_trial_run_id": summary.best_run_id or "",
+                 "reproduce_command": summary.command or ""}
+        for key, value in tags.items():
+            client.set_tag(parent_run_id, key, value)
+        client.log_text(parent_run_id, (summary.command or "") + "\n", "best_trial_command.txt")
+    with tempfile.TemporaryDirectory() as folder:
+        for path in save_plots(study, Path(folder)):
+            client.log_artifact(parent_run_id, str(path), artifact_path="optuna")
+
+
+def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
+    """Optuna's matplotlib plots as PNG files; a plot the study cannot have yet (e.g. 1 trial) is skipped."""
+    saved = []
+    for name, plot in PLOTS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning on every matplotlib plot
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue
+        figure = np.asarray(axes).flat[0].figure
+        figure.set_size_inches(8, 5)
+        figure.savefig(folder / f"{name}.png", bbox_inches="tight", dpi=100)
+        plt.close(figure)
+        saved.append(folder / f"{name}.png")
+    return saved

@@ -1,0 +1,96 @@
+"""Typed schema of the `sweep` config group (conf/sweep/), and splitting command-line overrides."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.config import one_line_validation_error, compose_config, validate
+from pipeline.errors import PipelineError
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Scalar = Union[bool, int, float, str, None]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatParam(Schema):
+    key: str
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+class IntParam(Schema):
+    key: str
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: PositiveInt = 1
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+class CategoricalParam(Schema):
+    key: str
+    type: Literal["categorical"]
+    choices: Annotated[list[Scalar], Field(min_length=1)]
+    when: dict[str, Scalar | list[Scalar]] | None = None
+
+
+Param = Annotated[Union[FloatParam, IntParam, CategoricalParam], Field(discriminator="type")]
+
+
+class Objective(Schema):
+    metric: str = "val_accuracy"
+    direction: Literal["maximize", "minimize"] = "maximize"
+    reduce: Literal["best", "last"] = "best"
+
+
+class SweepSettings(Schema):
+    study_name: Annotated[str, Field(min_length=1)]
+    n_trials: PositiveInt
+    n_workers: PositiveInt = 1
+    storage: str | None = None
+    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
+    seed: int = 42
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1
+    pruner_startup_trials: Annotated[int, Field(ge=0)] = 5
+    objective: Objective = Objective()
+    log_models: bool = False
+    trials_dir: str = "outputs/sweeps/kerastrack"
+    heartbeat_interval: Annotated[float, Field(gt=0)] = 10
+    grace_period: Annotated[float, Field(gt=0)] = 60
+    params: Annotated[dict[str, Param], Field(min_length=1)]
+
+
+def is_sweep_override(override: str) -> bool:
+    """`sweep=...`, `sweep.n_trials=...`, `+sweep.x=...`, `~sweep.params.momentum` configure the study."""
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key == "sweep" or key.startswith("sweep.")
+
+
+def load(overrides: list[str]) -> tuple[DictConfig, SweepSettings]:
+    """Compose conf/sweeps.yaml, check the pipeline part and the sweep part; one-line errors."""
+    cfg = compose_config(overrides, config_name="sweeps")
+    validate(cfg)  # the pipeline part (validate drops `sweep`)
+    plain: dict[str, Any] = OmegaConf.to_container(cfg.sweep, resolve=True)  # type: ignore[assignment]
+    try:
+        settings = SweepSettings.model_validate(plain)
+    except ValidationError as error:
+        message = one_line_validation_error(error, plain)
+        raise PipelineError(f"sweep.{message}" if not message.startswith("sweep") else message) from None
+    if settings.heartbeat_interval >= settings.grace_period:
+        raise PipelineError(
+            f"sweep.heartbeat_interval={settings.heartbeat_interval}: must be below "
+            f"sweep.grace_period={settings.grace_period}, or live trials look dead"
+        )
+    return cfg, settings

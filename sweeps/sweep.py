@@ -1,0 +1,63 @@
+"""A whole sweep as one function: check, open or resume the study, run the workers, report."""
+
+from __future__ import annotations
+
+import os
+
+from optuna.trial import TrialState
+
+from pipeline.errors import PipelineError
+from sweeps.context import SweepContext, redact
+from sweeps.heartbeat import fail_stale_trials, wait_for_running_trials
+from sweeps.report import SweepSummary, log_to_parent, summarize
+from sweeps.space import check_space
+from sweeps.study import counted_trials, open_study
+from sweeps.trial_config import TrialConfigs
+from sweeps.workers import plan_slots, run_workers, visible_gpus
+
+
+def run_sweep(overrides: list[str]) -> SweepSummary:
+    """Run the missing trials of the study (all of them the first time); PipelineError if none completed."""
+    sweep = SweepContext.load(overrides)
+    settings = sweep.settings
+    check_space(settings.params, TrialConfigs(sweep.pipeline_overrides))  # before any trial starts
+    study = open_study(settings, sweep.storage)
+    on_stale = sweep.runs.close_stale_trial if sweep.runs else (lambda trial: None)
+    fail_stale_trials(study, settings.grace_period, on_stale)
+    parent_run_id = None
+    if sweep.runs:
+        with sweep.lock():
+            parent_run_id = sweep.runs.parent_run(study, _description(sweep))
+    done = counted_trials(study)
+    print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
+          f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
+    status = "KILLED"
+    try:
+        run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))
+        wait_for_running_trials(study, settings.grace_period, settings.heartbeat_interval, on_stale)
+        status = "FINISHED"
+    finally:
+        summary = summarize(study, settings.params, sweep.pipeline_overrides)
+        if sweep.runs and parent_run_id:
+            log_to_parent(sweep.runs, parent_run_id, summary, study)
+            sweep.runs.end_parent(parent_run_id, status)
+    if summary.best_number is None:
+        raise PipelineError(f"no trial of study {settings.study_name} completed ({_failures(study)}); "
+                            "see each trial's MLflow run or lower the search ranges")
+    return summary
+
+
+def _description(sweep: SweepContext) -> dict[str, str]:
+    settings = sweep.settings
+    return {
+        "sweep.n_trials": str(settings.n_trials), "sweep.sampler": settings.sampler, "sweep.pruner": settings.pruner,
+        "sweep.objective": f"{settings.objective.direction} {settings.objective.reduce} {settings.objective.metric}",
+        "sweep.storage": redact(sweep.location), "sweep.command": " ".join(["python -m sweeps.run", *sweep.overrides]),
+    }
+
+
+def _failures(study) -> str:
+    trials = study.get_trials(deepcopy=False)
+    reasons = [t.user_attrs.get("reason", "") for t in trials if t.state == TrialState.FAIL]
+    first = next((reason for reason in reasons if reason), "no reason recorded")
+    return f"{len(reasons)} of {len(trials)} failed; first: {first}"

@@ -1,0 +1,138 @@
+"""Worker processes: each claims trials from the shared study and runs them in-process until none are left."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline.errors import PipelineError
+from sweeps.context import SweepContext
+from sweeps.heartbeat import Heartbeat, fail_stale_trials
+from sweeps.mlflow_runs import PARENT_RUN_ATTR
+from sweeps.study import claim_trial, counted_trials, make_pruner, make_sampler, open_study, worker_seed
+from sweeps.trial_config import TrialConfigs
+
+REASON_ATTR = "reason"
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """One worker's share of the machine: TensorFlow thread pools (0 = TensorFlow's choice) and a GPU."""
+
+    index: int
+    intra_op_threads: int
+    inter_op_threads: int
+    gpu: str | None = None
+
+    def overrides(self, intra_set: int, inter_set: int) -> list[str]:
+        """Thread-pool overrides, unless the user set device.*_op_threads."""
+        return [
+            *([f"device.intra_op_threads={self.intra_op_threads}"] if intra_set == 0 else []),
+            *([f"device.inter_op_threads={self.inter_op_threads}"] if inter_set == 0 else []),
+        ]
+
+
+def plan_slots(n_workers: int, cpu_count: int, gpus: list[str]) -> list[WorkerSlot]:
+    """Split the cores evenly (so workers do not fight over them) and deal the GPUs round-robin."""
+    if n_workers == 1:
+        return [WorkerSlot(0, 0, 0)]
+    intra = max(1, cpu_count // n_workers)
+    return [WorkerSlot(i, intra, 1, gpus[i % len(gpus)] if gpus else None) for i in range(n_workers)]
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids a worker may be pinned to, found without importing TensorFlow."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
+    return query.stdout.split() if query.returncode == 0 else []
+
+
+def work(sweep: SweepContext, slot: WorkerSlot) -> None:
+    """Claim and run trials until the study holds sweep.n_trials of them."""
+    from sweeps.objective import TrialOutcome, TrialRunner  # imports TensorFlow: once per worker
+
+    settings = sweep.settings
+    device = sweep.pipeline.device
+    configs = TrialConfigs(
+        sweep.pipeline_overrides, slot.overrides(device.intra_op_threads, device.inter_op_threads)
+    )
+    probe = open_study(settings, sweep.storage)
+    sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(probe)))
+    study = open_study(settings, sweep.storage, sampler, make_pruner(settings, sweep.pipeline.trainer.epochs))
+    runner = TrialRunner(
+        sweep.settings.params, configs, settings.objective, sweep.trials_dir, settings.log_models,
+        sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
+    )
+    on_stale = sweep.runs.close_stale_trial if sweep.runs else (lambda trial: None)
+    while (trial := claim_trial(study, settings.n_trials, sweep.lock)) is not None:
+        fail_stale_trials(study, settings.grace_period, on_stale)
+        try:
+            with Heartbeat(trial, settings.heartbeat_interval):
+                outcome = runner(trial)
+        except KeyboardInterrupt:
+            _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"), "KILLED")
+            raise
+        _finish(sweep, study, trial, outcome, "FAILED" if outcome.state == TrialState.FAIL else None)
+
+
+def _finish(sweep, study, trial, outcome, run_status: str | None) -> None:
+    if outcome.reason:
+        trial.set_user_attr(REASON_ATTR, outcome.reason)
+    study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+    run_id = outcome.run_id or (sweep.runs.find_trial_run(study.get_trials(deepcopy=False)[trial.number]) if sweep.runs else None)
+    if sweep.runs and run_id:
+        sweep.runs.record_state(run_id, outcome.state, status=run_status)
+    shown = f"{outcome.value:.4f}" if outcome.value is not None else outcome.reason
+    print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}", flush=True)
+
+
+def _worker_main(overrides: list[str], slot: WorkerSlot) -> None:
+    """A spawned worker process: pin its GPU before TensorFlow loads, then work."""
+    if slot.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        work(SweepContext.load(overrides), slot)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except PipelineError as error:
+        print(f"error: worker {slot.index}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
+    """Run the slots' workers: in this process for one, else as spawned processes (fresh TensorFlow each)."""
+    if len(slots) == 1:
+        work(sweep, slots[0])
+        return
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker_main, args=(sweep.overrides, slot)) for slot in slots]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too; a SIGTERM'd launcher passes it on
+        for process in processes:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGINT)
+        for process in processes:
+            process.join()
+        raise
+    failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
+    if failed:
+        raise PipelineError(f"{len(failed)} of {len(processes)} worker processes failed (exit codes {failed})")

@@ -1,0 +1,47 @@
+import pytest
+
+from pipeline.errors import PipelineError
+from sweeps.objective_checks import check_objective
+from sweeps.settings import is_sweep_override, load
+
+
+def test_sweeps_config_composes_pipeline_and_sweep_defaults():
+    cfg, settings = load(["optimizer=sgd", "sweep.n_trials=7"])
+    assert cfg.optimizer.name == "sgd"
+    assert (settings.n_trials, settings.sampler, settings.pruner) == (7, "tpe", "median")
+    assert (settings.objective.metric, settings.objective.direction) == ("val_accuracy", "maximize")
+    assert settings.seed == cfg.seed
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sweep.sampler=grid", "sweep.sampler='grid': allowed: 'tpe', 'random' or 'cmaes'"),
+        ("sweep.n_trials=0", "sweep.n_trials=0: input should be greater than or equal to 1"),
+        ("sweep.pruner=asha", "sweep.pruner='asha'"),
+        ("sweep.heartbeat_interval=90", "sweep.heartbeat_interval=90.0: must be below sweep.grace_period=60.0"),
+    ],
+)
+def test_bad_sweep_settings_fail_in_one_line(override: str, message: str):
+    with pytest.raises(PipelineError) as raised:
+        load([override])
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["sweep.objective.metric=val_acc"], "sweep.objective.metric=val_acc: unknown metric"),
+        (["sweep.objective.metric=test_accuracy"], "cannot prune; set sweep.pruner=none"),
+    ],
+)
+def test_objective_metric_is_checked(overrides: list[str], message: str):
+    with pytest.raises(PipelineError, match=message):
+        check_objective(load(overrides)[1])
+    check_objective(load(["sweep.objective.metric=test_f1_macro", "sweep.pruner=none"])[1])
+
+
+def test_sweep_overrides_are_told_apart_from_pipeline_overrides():
+    assert [o for o in ["sweep=default", "sweep.n_trials=3", "~sweep.params.momentum", "optimizer=sgd",
+                        "trainer.epochs=2", "+sweep.params.x={}"] if not is_sweep_override(o)] == [
+        "optimizer=sgd", "trainer.epochs=2"]

@@ -1,0 +1,69 @@
+import optuna
+import pytest
+
+from pipeline.config import compose_config
+from pipeline.errors import PipelineError
+from sweeps.settings import load
+from sweeps.space import check_space, suggest
+from sweeps.trial_config import TrialConfigs
+
+
+def space(*overrides: str):
+    return load(list(overrides))[1].params
+
+
+def test_default_space_passes_its_checks():
+    check_space(space(), TrialConfigs([]))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("sweep.params.dropout.key=model.dropuot", "sweep.params.dropout.key=model.dropuot: unknown config key"),
+        ("sweep.params.dropout.low=0.7", "sweep.params.dropout: empty range low=0.7 >= high=0.6"),
+        ("sweep.params.learning_rate.low=0", "sweep.params.learning_rate: log scale needs low > 0, got low=0"),
+        ("sweep.params.optimizer.choices=[sgd,adamm]", "unknown optimizer 'adamm'; choose from adam, adamw, rmsprop, sgd"),
+        ("sweep.params.dropout.high=1.0", "sweep.params.dropout: model.dropout=1.0: input should be less than 1"),
+        ("sweep.params.momentum.when={optimizer: nadam}", "when: optimizer='nadam' is not one of its choices"),
+    ],
+)
+def test_bad_space_fails_in_one_line_before_any_trial(override: str, message: str):
+    with pytest.raises(PipelineError, match="^.*$") as raised:
+        check_space(space(override), TrialConfigs([]))
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_key_of_only_some_group_choices_must_be_conditional():
+    with pytest.raises(PipelineError) as raised:
+        check_space(space("~sweep.params.momentum.when"), TrialConfigs([]))
+    assert "optimizer.momentum: unknown config key with optimizer=adam (declare `when:`" in str(raised.value)
+
+
+def test_conditional_parameter_is_sampled_only_for_its_choice():
+    params = space()
+    sgd = suggest(optuna.trial.FixedTrial({"optimizer": "sgd", "optimizer.learning_rate": 0.01,
+                                           "model.dropout": 0.1, "optimizer.momentum": 0.9}), params)
+    adam = suggest(optuna.trial.FixedTrial({"optimizer": "adam", "optimizer.learning_rate": 0.01,
+                                            "model.dropout": 0.1}), params)
+    assert sgd == {"optimizer": "sgd", "optimizer.learning_rate": 0.01, "model.dropout": 0.1, "optimizer.momentum": 0.9}
+    assert "optimizer.momentum" not in adam
+
+
+def test_sampled_values_stay_in_their_ranges():
+    params = space("+sweep.params.epochs={key: trainer.epochs, type: int, low: 1, high: 3}")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        values = suggest(study.ask(), params)
+        assert 1e-4 <= values["optimizer.learning_rate"] <= 1e-1
+        assert 0 <= values["model.dropout"] <= 0.6
+        assert values["trainer.epochs"] in (1, 2, 3)
+        assert ("optimizer.momentum" in values) == (values["optimizer"] == "sgd")
+
+
+def test_trial_config_equals_hydra_composition_of_the_same_overrides():
+    values = {"optimizer": "sgd", "optimizer.learning_rate": 0.0123, "optimizer.momentum": 0.5, "model.dropout": 0.25}
+    built = TrialConfigs(["trainer.epochs=3"]).build(values)
+    composed = compose_config(["trainer.epochs=3", "optimizer=sgd", "optimizer.learning_rate=0.0123",
+                               "optimizer.momentum=0.5", "model.dropout=0.25"])
+    assert built == composed

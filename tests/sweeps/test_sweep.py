@@ -1,0 +1,95 @@
+"""Whole sweeps, in-process, on tiny digits: real journal storage, real MLflow SQLite store."""
+
+import shlex
+
+import pytest
+from optuna.trial import TrialState
+
+from pipeline.config import compose_config, flatten, validate
+from pipeline.errors import PipelineError
+from sweeps.mlflow_runs import RUN_ID_ATTR
+from sweeps.sweep import run_sweep
+from sweeps.trial_config import CONFIG_GROUPS
+from tests.sweeps.conftest import runs_of, study_of
+
+# One parameter with a good and a hopeless learning rate: pruning and failures become predictable.
+LR_ONLY = ["~sweep.params.optimizer", "~sweep.params.momentum", "~sweep.params.dropout", "~sweep.params.learning_rate"]
+
+
+def lr_choices(*rates: float) -> list[str]:
+    return [*LR_ONLY, f"+sweep.params.lr={{key: optimizer.learning_rate, type: categorical, choices: {list(rates)}}}"]
+
+
+def test_sweep_logs_parent_and_child_runs_and_resumes_to_the_total(sweep_overrides):
+    overrides = [*sweep_overrides, "sweep.n_trials=3", "sweep.pruner=none"]
+    summary = run_sweep(overrides)
+
+    client, parents, children = runs_of(overrides)
+    assert len(parents) == 1 and sorted(children) == [0, 1, 2]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_value"] == pytest.approx(summary.best_value)
+    assert parent.data.tags["best_trial_run_id"] == children[summary.best_number].info.run_id
+    assert parent.data.tags["reproduce_command"] == summary.command
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")} >= {
+        "optuna/optimization_history.png", "optuna/parallel_coordinate.png", "optuna/intermediate_values.png"}
+    for number, child in children.items():
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["optuna.state"] == "COMPLETE" and child.info.status == "FINISHED"
+        assert "optuna.param.optimizer.learning_rate" in child.data.tags
+
+    # The printed command trains exactly the best trial's config.
+    best_params = children[summary.best_number].data.params
+    command_config = flatten(validate(compose_config(shlex.split(summary.command)[3:])))
+    for key in summary.best_values:
+        flat_key = f"{key}.name" if key in CONFIG_GROUPS else key  # optimizer=sgd -> optimizer.name
+        assert best_params[flat_key] == str(command_config[flat_key]), key
+
+    resumed = run_sweep([*sweep_overrides, "sweep.n_trials=5", "sweep.pruner=none"])
+    _, parents, children = runs_of(overrides)
+    assert len(parents) == 1 and sorted(children) == [0, 1, 2, 3, 4]
+    assert resumed.states == {"COMPLETE": 5}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["fit", "custom"])
+def test_hopeless_trials_are_pruned_and_keep_their_epoch_metrics(sweep_overrides, trainer):
+    overrides = [*sweep_overrides, f"trainer={trainer}", "trainer.epochs=4", "optimizer=adam", *lr_choices(0.02, 1e-7),
+                 "sweep.n_trials=5", "sweep.sampler=random", "sweep.seed=0",
+                 "sweep.pruner_startup_trials=1", "sweep.pruner_warmup_epochs=0"]
+    run_sweep(overrides)
+    study = study_of(overrides)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, [(t.params, t.state) for t in study.trials]
+    client, _, children = runs_of(overrides)
+    for trial in pruned:
+        run = children[trial.number]
+        assert run.info.status == "KILLED" and run.data.tags["optuna.state"] == "PRUNED"
+        assert run.data.tags["stopped"].startswith("pruned after epoch")
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert 1 <= len(history) == len(trial.intermediate_values) < 4
+
+
+def test_failing_trials_are_marked_fail_and_the_sweep_goes_on(sweep_overrides):
+    overrides = [*sweep_overrides, "optimizer=sgd", *lr_choices(0.05, 1e30), "sweep.n_trials=4",
+                 "sweep.sampler=random", "sweep.seed=1", "sweep.pruner=none"]
+    summary = run_sweep(overrides)
+    study = study_of(overrides)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and summary.best_number is not None
+    _, _, children = runs_of(overrides)
+    for trial in failed:
+        assert children[trial.number].info.status == "FAILED"
+        assert children[trial.number].data.tags["optuna.state"] == "FAIL"
+        assert trial.user_attrs[RUN_ID_ATTR] == children[trial.number].info.run_id
+        assert "diverged" in trial.user_attrs["reason"]
+
+
+def test_a_sweep_where_every_trial_fails_ends_with_one_clear_line(sweep_overrides):
+    overrides = [*sweep_overrides, "optimizer=sgd", *lr_choices(1e30), "sweep.n_trials=2", "sweep.pruner=none"]
+    with pytest.raises(PipelineError) as raised:
+        run_sweep(overrides)
+    assert str(raised.value).startswith("no trial of study kerastrack completed (2 of 2 failed; first: ")
+    assert "\n" not in str(raised.value)
+    _, parents, _ = runs_of(overrides)
+    assert parents[0].info.status == "FINISHED"
