@@ -12,6 +12,7 @@ import keras
 import mlflow.data
 import numpy as np
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.entities import DatasetInput, InputTag, Metric
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
@@ -50,7 +51,12 @@ class MlflowRunTracker(RunTracker):
     def log_datasets(self, data: Dataset) -> None:
         """Lineage by name and digest (MLflow hashes a sample of the arrays; nothing is copied)."""
         inputs = [dataset_input(data, split) for split in data.splits()]
-        self.client.log_inputs(self.run_id, datasets=inputs)
+        try:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+        except MlflowException:
+            # Parallel workers logging the same dataset race on MLflow's check-then-insert (a UNIQUE
+            # violation for the loser); on the second try the dataset exists and is only linked.
+            self.client.log_inputs(self.run_id, datasets=inputs)
         self.client.set_tag(self.run_id, "data.source", data.source)
 
     def fetch_checkpoints(self, into: Path) -> bool:
