@@ -18,9 +18,6 @@ from pipeline.dataset import Dataset
 from pipeline.device import Placement
 from pipeline.optimizer import current_learning_rate
 
-History = dict[str, list[float]]
-
-
 def make_datasets(data: Dataset, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Shuffled training batches (seeded, reshuffled each epoch) and validation batches."""
     images, labels = tf.constant(data.x_train), tf.constant(data.y_train)
@@ -83,14 +80,14 @@ def train(
     *,
     seed: int,
     initial_epoch: int = 0,
-) -> History:
-    """Train a compiled model from `initial_epoch` to `settings.epochs`; returns this call's per-epoch logs."""
+) -> None:
+    """Train a compiled model from `initial_epoch` to `settings.epochs`; callbacks see every epoch's logs."""
     train_batches, val_batches = make_datasets(data, settings.batch_size, seed)
-    return TRAINERS[settings.name](settings, model, train_batches, val_batches, placement, list(callbacks), initial_epoch)
+    TRAINERS[settings.name](settings, model, train_batches, val_batches, placement, list(callbacks), initial_epoch)
 
 
-def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> History:
-    history = model.fit(
+def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
+    model.fit(
         train_batches,
         validation_data=val_batches,
         epochs=settings.epochs,
@@ -99,16 +96,15 @@ def _fit(settings, model, train_batches, val_batches, placement, callbacks, init
         verbose=settings.verbose,
         shuffle=False,  # the tf.data pipeline already shuffles, seeded
     )
-    return {key: [float(value) for value in values] for key, values in history.history.items()}
 
 
-def _custom(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> History:
-    return GradientTapeLoop(model, placement.strategy).fit(
+def _custom(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
+    GradientTapeLoop(model, placement.strategy).fit(
         train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch
     )
 
 
-TRAINERS: dict[str, Callable[..., History]] = {"fit": _fit, "custom": _custom}
+TRAINERS: dict[str, Callable[..., None]] = {"fit": _fit, "custom": _custom}
 
 
 class GradientTapeLoop:
@@ -167,7 +163,7 @@ class GradientTapeLoop:
         self.val_loss.update_state(self.loss_fn(y, probabilities))
         self.val_accuracy.update_state(y, probabilities)
 
-    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> History:
+    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> None:
         steps = int(train_batches.cardinality())
         train_batches = self.strategy.experimental_distribute_dataset(train_batches)
         val_batches = self.strategy.experimental_distribute_dataset(val_batches)
@@ -195,4 +191,3 @@ class GradientTapeLoop:
             if self.model.stop_training:
                 break
         callback_list.on_train_end(logs)
-        return {key: [float(value) for value in values] for key, values in self.model.history.history.items()}

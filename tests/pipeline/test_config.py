@@ -8,7 +8,8 @@ import pytest
 from pipeline.config import CONF_DIR, compose_config, flatten, validate
 from pipeline.errors import PipelineError
 
-REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"]}
+REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"],
+            "tracking=server": ["tracking.uri=http://127.0.0.1:1"]}
 
 
 def options(group: str) -> list[str]:
@@ -20,8 +21,7 @@ def options(group: str) -> list[str]:
                *options("device"), *options("tracking"), *options("experiment")],
 )
 def test_every_option_composes_and_validates(choice):
-    settings = validate(compose_config([choice, *REQUIRED.get(choice, []), "tracking.uri=http://127.0.0.1:1"]
-                                       if choice == "tracking=server" else [choice, *REQUIRED.get(choice, [])]))
+    settings = validate(compose_config([choice, *REQUIRED.get(choice, [])]))
     group, _, name = choice.partition("=")
     if group not in ("experiment",):
         assert getattr(settings, group).name == name
