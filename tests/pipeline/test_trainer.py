@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.checkpoints import BEST, LAST, STATE, TrainingState
+from pipeline.checkpoints import BEST, LAST, TrainingState
 from pipeline.core import run_pipeline
 from pipeline.errors import PipelineError
 
