@@ -7,6 +7,7 @@ one-line `PipelineError`. TensorFlow is imported only to download Keras's files.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import struct
@@ -42,19 +43,47 @@ IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those keras.utils.
 
 
 def load_data(settings: DataSettings) -> Dataset:
-    """Read the configured source, then carve validation out of the training split (both seeded)."""
+    """Read the configured source, then carve validation out of the training split (both seeded).
+
+    The last dataset is kept while its files are unchanged, so a process running many pipelines on the same data
+    (a sweep worker) reads it once; its arrays are read-only, so no run can alter the next one's data.
+    """
+    return _load_unchanged(settings, _source_stamp(settings))
+
+
+def _source_stamp(settings: DataSettings) -> tuple[tuple[str, int, int], ...]:
+    """Modification time and size of what the source reads (for an image folder: it and its class folders)."""
+    match settings:
+        case NpzData():
+            paths = [Path(settings.path).expanduser()]
+        case ImagesData():
+            root = Path(settings.path).expanduser()
+            paths = [root, *(sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])]
+        case KerasData():
+            paths = [Path(settings.cache_dir).expanduser() / (FASHION_SUBDIR if settings.name == "fashion_mnist" else "")]
+        case _:
+            paths = []
+    stats = [(str(path), path.stat()) for path in paths if path.exists()]
+    return tuple((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_unchanged(settings: DataSettings, stamp: tuple[tuple[str, int, int], ...]) -> Dataset:
     train, test, class_names = _read_source(settings)
     train, val = _hold_out(train, settings.val_fraction, settings.seed, "data.val_fraction", "validation")
     if settings.max_train_samples is not None:
         # The split above shuffled the training images with the seed: the first n are a seeded random subset.
         train = (train[0][: settings.max_train_samples], train[1][: settings.max_train_samples])
-    return Dataset(
+    dataset = Dataset(
         source=settings.name,
         x_train=train[0], y_train=train[1],
         x_val=val[0], y_val=val[1],
         x_test=test[0], y_test=test[1],
         class_names=class_names,
     )
+    for x, y in dataset.splits().values():
+        x.flags.writeable = y.flags.writeable = False
+    return dataset
 
 
 def _read_source(settings: DataSettings) -> tuple[Split, Split, tuple[str, ...]]:

@@ -117,6 +117,19 @@ def test_npz_uint8_images_are_scaled_and_validation_is_stratified(tmp_path: Path
     assert_images_match_labels(dataset, GRAY_OF_LABEL)
 
 
+def test_unchanged_data_is_read_once_and_a_rewritten_file_again(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "tiny.npz", labeled_arrays())
+    first = load_data(npz_settings(path))
+    assert load_data(npz_settings(path)) is first  # a sweep's trials share one read
+    assert not first.x_train.flags.writeable and not first.y_test.flags.writeable  # no run can alter the next's
+
+    arrays = labeled_arrays()
+    arrays["x_test"] = arrays["x_test"][:6]
+    arrays["y_test"] = arrays["y_test"][:6]
+    write_npz(path, arrays)
+    assert len(load_data(npz_settings(path)).y_test) == 6
+
+
 def test_npz_float_rgb_images_and_num_classes_are_kept(tmp_path: Path) -> None:
     arrays = labeled_arrays()
     arrays["x_train"] = np.repeat(arrays["x_train"][..., None] / 255.0, 3, axis=-1)
