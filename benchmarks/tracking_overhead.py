@@ -25,7 +25,7 @@ from pipeline.core import run_pipeline
 from pipeline.tracking import mlflow_tracker
 
 Timings = dict[str, list[float]]
-FIXED_PARTS = ("start: store, run, params, tags, config", "datasets", "devices tag", "model logging",
+FIXED_PARTS = ("start: store, run, params, tags, config", "datasets", "model logging",
                "test metrics, plots, reports", "end: checkpoints, status")
 
 
@@ -82,7 +82,6 @@ def instrumented(timings: Timings):
         setattr(owner, name, timed(original, label, timings))
 
     wrap(mlflow_tracker.MlflowRunTracker, "log_datasets", "datasets")
-    wrap(mlflow_tracker.MlflowRunTracker, "set_devices", "devices tag")
     wrap(mlflow_tracker, "log_keras_model", "model logging")
     wrap(mlflow_tracker.MlflowRunTracker, "log_results", "log_results")
     wrap(mlflow_tracker.EpochLogger, "on_epoch_end", "epoch callback")

@@ -6,13 +6,14 @@ entry points import this module only after the config has been validated.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
 from omegaconf import DictConfig
@@ -26,6 +27,10 @@ from pipeline.model import build_model, check_input
 from pipeline.optimizer import build_optimizer
 
 
+# Given a finished run's per-epoch history and test metrics: whether to log its model and plots.
+ArtifactFilter = Callable[[dict[str, list[float]], dict[str, float]], bool]
+
+
 @dataclass(frozen=True)
 class RunResult:
     settings: Settings
@@ -34,6 +39,7 @@ class RunResult:
     devices: tuple[str, ...]
     output_dir: Path
     run_id: str | None  # MLflow run id; None with tracking=none
+    model_id: str | None  # the MLflow LoggedModel (models:/<id>); None when no model was logged
 
 
 def run_pipeline(
@@ -43,25 +49,26 @@ def run_pipeline(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     parent_run_id: str | None = None,
     run_tags: Mapping[str, str] | None = None,
+    log_artifacts_if: ArtifactFilter | None = None,
 ) -> RunResult:
     """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record.
 
     `callbacks` get every epoch's logs (loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_time)
-    from either trainer; one may raise `TrainingStopped` to end the run on purpose.
+    from either trainer; one may raise `TrainingStopped` to end the run on purpose. `log_artifacts_if` may skip
+    the model and plots of a run not worth keeping (a sweep keeps them for its best trials); metrics are always logged.
     """
     settings = validate(cfg)
     output_dir = _output_dir(settings)
     checkpoint_dir = output_dir / "checkpoints"
-    keras.backend.clear_session()  # in-process trials: free the previous run's graphs and variables
     placement = device.place(settings.device)
     device.seed_everything(settings.seed, settings.deterministic)
     data = load_data(settings.data)
     check_input(settings.model, data.input_shape)
 
     with tracking.tracked_run(
-        settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id, tags=run_tags
+        settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id,
+        tags={"devices": ", ".join(placement.devices), **(run_tags or {})},
     ) as tracker:
-        tracker.set_devices(list(placement.devices))
         tracker.log_datasets(data)
         state = _resume_state(settings, tracker, checkpoint_dir)
         model = _compiled_model(settings, data, placement, state, checkpoint_dir)
@@ -79,13 +86,27 @@ def run_pipeline(
         )
         _check_finite(state.history)
         evaluation = evaluate_model(model, data)
-        tracker.log_results(
-            model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred
+        model_id = tracker.log_results(
+            model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
+            artifacts=log_artifacts_if is None or log_artifacts_if(state.history, evaluation.metrics),
         )
         run_id = tracker.run_id
 
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
-    return RunResult(settings, state.history, evaluation.metrics, placement.devices, output_dir, run_id)
+    return RunResult(settings, state.history, evaluation.metrics, placement.devices, output_dir, run_id, model_id)
+
+
+def release_memory() -> None:
+    """Free the graphs, variables and kernels of earlier runs, for a process that runs many (a sweep worker,
+    between trials).
+
+    What survives the first release (modules imported on first use, caches the first run filled) lives for good,
+    so it is frozen out of Python's garbage collector: every later release walks only objects made since
+    (about 0.07 s instead of 0.7 s with TensorFlow and MLflow loaded).
+    """
+    keras.backend.clear_session()  # collects garbage too
+    if not gc.get_freeze_count():
+        gc.freeze()
 
 
 def _output_dir(settings: Settings) -> Path:

@@ -13,7 +13,7 @@ from pipeline.errors import PipelineError
 from pipeline.tracking.store import tracking_uri
 from sweeps import settings as sweep_settings
 from sweeps.mlflow_runs import SweepRuns
-from sweeps.objective_checks import check_objective
+from sweeps.objective_checks import check_models, check_objective
 from sweeps.settings import SweepSettings, is_sweep_override
 from sweeps.study import ClaimLock, make_storage, storage_location
 
@@ -36,6 +36,7 @@ class SweepContext:
         cfg, settings = sweep_settings.load(overrides)
         pipeline = validate(cfg)
         check_objective(settings)
+        check_models(settings, pipeline)
         location = storage_location(settings)
         uri = tracking_uri(pipeline.tracking)
         runs = SweepRuns(uri, pipeline.tracking.experiment, settings.study_name) if uri else None  # type: ignore[union-attr]

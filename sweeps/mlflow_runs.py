@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import optuna
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import FrozenTrial, TrialState
@@ -21,6 +22,8 @@ from pipeline.tracking.store import artifact_location
 from sweeps.trial_config import Scalar, format_value
 
 RUN_ID_ATTR = "mlflow_run_id"
+MODEL_ID_ATTR = "mlflow_model_id"
+REGISTERED_ATTR = "mlflow_registered_model"  # on the study: the last registration's name, model id and version
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 STUDY_TAG = "optuna.study"
 TRIAL_TAG = "optuna.trial"
@@ -86,3 +89,37 @@ class SweepRuns:
 
     def end_parent(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
+
+    def keep_only_best_model(self, trials: list[FrozenTrial], best: FrozenTrial) -> None:
+        """Delete the models of trials that were the best when they finished but have been beaten since."""
+        for trial in trials:
+            model_id = trial.user_attrs.get(MODEL_ID_ATTR)
+            if model_id and trial.number != best.number:
+                try:
+                    self.client.delete_logged_model(model_id)
+                except MlflowException as error:  # `mlflow gc` already removed it after an earlier end of the study
+                    if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                        raise
+
+    def register_best_model(self, study: optuna.Study, best: FrozenTrial, name: str) -> str | None:
+        """Make the best trial's model the next version of registered model `name` (once per model: a resumed
+        study with the same best keeps its version); returns the version, or None if the best trial has no model."""
+        model_id = best.user_attrs.get(MODEL_ID_ATTR)
+        registered = study.user_attrs.get(REGISTERED_ATTR) or {}
+        if model_id is None:
+            return None
+        if (registered.get("name"), registered.get("model_id")) == (name, model_id):
+            return registered["version"]
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        # The model's own artifact location, not models:/<id>: MLflow resolves that through the process-wide URI.
+        version = self.client.create_model_version(
+            name, source=self.client.get_logged_model(model_id).artifact_location,
+            run_id=best.user_attrs.get(RUN_ID_ATTR), model_id=model_id,
+            tags={STUDY_TAG: self.study_name, TRIAL_TAG: str(best.number)},
+        )
+        study.set_user_attr(REGISTERED_ATTR, {"name": name, "model_id": model_id, "version": str(version.version)})
+        return str(version.version)

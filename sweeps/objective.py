@@ -14,11 +14,11 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from pipeline.core import RunResult, run_pipeline
+from pipeline.core import ArtifactFilter, run_pipeline
 from pipeline.errors import TrainingStopped
-from sweeps.mlflow_runs import RUN_ID_ATTR, SweepRuns
+from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
 from sweeps.objective_checks import is_epoch_metric
-from sweeps.settings import Objective, Param
+from sweeps.settings import Objective, Param, TrialArtifacts
 from sweeps.space import suggest
 from sweeps.trial_config import TrialConfigs, as_overrides
 
@@ -56,15 +56,27 @@ class TrialReporter(keras.callbacks.Callback):
             self.trial.set_user_attr(RUN_ID_ATTR, self.run_id)
 
 
-def objective_value(result: RunResult, objective: Objective) -> float:
+def objective_value(history: Mapping[str, list[float]], test_metrics: Mapping[str, float], objective: Objective) -> float:
     """The trial's value: the best (or last) epoch of a per-epoch metric, or a test_* metric."""
     if not is_epoch_metric(objective.metric):
-        return float(result.test_metrics.get(objective.metric, math.nan))
-    values = result.history.get(objective.metric) or [math.nan]
+        return float(test_metrics.get(objective.metric, math.nan))
+    values = history.get(objective.metric) or [math.nan]
     if objective.reduce == "last":
         return float(values[-1])
     finite = [value for value in values if math.isfinite(value)] or [math.nan]
     return float(max(finite) if objective.direction == "maximize" else min(finite))
+
+
+def beats_finished_trials(trial: optuna.Trial, objective: Objective) -> ArtifactFilter:
+    """Whether a run's value is better than every trial finished so far (so the final best trial always passes)."""
+    def better(history: dict[str, list[float]], test_metrics: dict[str, float]) -> bool:
+        value = objective_value(history, test_metrics, objective)
+        try:
+            best = trial.study.best_value
+        except ValueError:  # no trial completed yet
+            return math.isfinite(value)
+        return value > best if objective.direction == "maximize" else value < best
+    return better
 
 
 @dataclass
@@ -73,7 +85,7 @@ class TrialRunner:
     configs: TrialConfigs
     objective: Objective
     trials_dir: Path
-    log_models: bool
+    artifacts: TrialArtifacts
     runs: SweepRuns | None
     parent_run_id: str | None
 
@@ -81,14 +93,13 @@ class TrialRunner:
         values = suggest(trial, self.params)
         cfg = self.configs.build(values)
         OmegaConf.update(cfg, "output_dir", str(self.trials_dir / f"trial-{trial.number:04d}"))
-        if self.runs is not None and not self.log_models:
-            OmegaConf.update(cfg, "tracking.log_model", False)
         reporter = TrialReporter(trial, self.objective.metric)
         overrides: Sequence[str] = [*self.configs.pipeline_overrides, *as_overrides(values)]
         try:
             result = run_pipeline(
                 cfg, overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
                 run_tags=self.runs.trial_tags(trial, values) if self.runs else None,
+                log_artifacts_if=self._artifact_filter(trial),
             )
         except TrainingStopped as stopped:
             return TrialOutcome(TrialState.PRUNED, run_id=reporter.run_id, reason=str(stopped))
@@ -96,7 +107,14 @@ class TrialRunner:
             return TrialOutcome(TrialState.FAIL, run_id=reporter.run_id, reason=f"{type(error).__name__}: {error}")
         if result.run_id:
             trial.set_user_attr(RUN_ID_ATTR, result.run_id)
-        value = objective_value(result, self.objective)
+        if result.model_id:
+            trial.set_user_attr(MODEL_ID_ATTR, result.model_id)
+        value = objective_value(result.history, result.test_metrics, self.objective)
         if not math.isfinite(value):
             return TrialOutcome(TrialState.FAIL, run_id=result.run_id, reason=f"{self.objective.metric}={value}")
         return TrialOutcome(TrialState.COMPLETE, value, result.run_id)
+
+    def _artifact_filter(self, trial: optuna.Trial) -> ArtifactFilter | None:
+        if self.artifacts == "best":
+            return beats_finished_trials(trial, self.objective)
+        return None if self.artifacts == "all" else (lambda history, test_metrics: False)

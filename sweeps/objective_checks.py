@@ -1,7 +1,9 @@
-"""Checks of the objective settings that need no TensorFlow (the objective module imports it)."""
+"""Checks of the sweep settings, against each other and the pipeline's, that need no TensorFlow (the objective
+module imports it)."""
 
 from __future__ import annotations
 
+from pipeline.config import MlflowTracking, Settings
 from pipeline.errors import PipelineError
 from sweeps.settings import SweepSettings
 
@@ -24,3 +26,17 @@ def check_objective(settings: SweepSettings) -> None:
             f"sweep.objective.metric={metric}: a test metric exists only after training, so it cannot prune; "
             f"set sweep.pruner=none or use one of {', '.join(EPOCH_METRICS)}"
         )
+
+
+def check_models(settings: SweepSettings, pipeline: Settings) -> None:
+    """Trials' models: registering is the sweep's job (only the best), and it needs a logged model."""
+    tracking = pipeline.tracking
+    if isinstance(tracking, MlflowTracking) and tracking.register_as:
+        raise PipelineError(f"tracking.register_as={tracking.register_as}: in a sweep every trial would register its "
+                            f"model; use sweep.register_best_as={tracking.register_as} to register the best trial's")
+    name = settings.register_best_as
+    if name and not (isinstance(tracking, MlflowTracking) and tracking.log_model and settings.trial_artifacts != "none"):
+        raise PipelineError(f"sweep.register_best_as={name}: trials log no model with tracking={tracking.name}, "
+                            f"tracking.log_model={getattr(tracking, 'log_model', False)}, "
+                            f"sweep.trial_artifacts={settings.trial_artifacts}; "
+                            "allowed with MLflow tracking, tracking.log_model=true and sweep.trial_artifacts=best or all")

@@ -19,7 +19,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from sweeps.mlflow_runs import RUN_ID_ATTR, SweepRuns  # noqa: E402
+from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns  # noqa: E402
 from sweeps.settings import Param  # noqa: E402
 from sweeps.space import values_from_params  # noqa: E402
 from sweeps.trial_config import Scalar, format_value, reproduce_command  # noqa: E402
@@ -41,7 +41,9 @@ class SweepSummary:
     best_value: float | None = None
     best_values: dict[str, Scalar] = field(default_factory=dict)  # config key -> value
     best_run_id: str | None = None
+    best_model_id: str | None = None
     command: str | None = None
+    registered_version: str | None = None  # "<name> version <n>" when the best model was registered
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{count} {state}" for state, count in sorted(self.states.items()))
@@ -54,6 +56,9 @@ class SweepSummary:
             ]
             if self.best_run_id:
                 lines.append(f"Best trial's MLflow run: {self.best_run_id}")
+            if self.best_model_id:
+                lines.append(f"Best trial's model: models:/{self.best_model_id}"
+                             + (f" (registered as {self.registered_version})" if self.registered_version else ""))
         return lines
 
 
@@ -73,7 +78,7 @@ def summarize(study: optuna.Study, params: Mapping[str, Param], pipeline_overrid
     values = values_from_params(best.params, params)
     return SweepSummary(
         study.study_name, states, epochs, best.number, best.value, values,
-        best.user_attrs.get(RUN_ID_ATTR), reproduce_command(pipeline_overrides, values),
+        best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR), reproduce_command(pipeline_overrides, values),
     )
 
 
@@ -90,7 +95,9 @@ def log_to_parent(runs: SweepRuns, parent_run_id: str, summary: SweepSummary, st
     if summary.best_number is not None:
         tags = {f"best.{key}": format_value(value) for key, value in summary.best_values.items()}
         tags |= {"best_trial": str(summary.best_number), "best_trial_run_id": summary.best_run_id or "",
-                 "reproduce_command": summary.command or ""}
+                 "best_model_id": summary.best_model_id or "", "reproduce_command": summary.command or ""}
+        if summary.registered_version:
+            tags["best_model_registered"] = summary.registered_version
         for key, value in tags.items():
             client.set_tag(parent_run_id, key, value)
         client.log_text(parent_run_id, (summary.command or "") + "\n", "best_trial_command.txt")

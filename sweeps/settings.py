@@ -11,6 +11,7 @@ from pipeline.config import one_line_validation_error, compose_config, validate
 from pipeline.errors import PipelineError
 
 PositiveInt = Annotated[int, Field(ge=1)]
+TrialArtifacts = Literal["best", "all", "none"]
 Scalar = Union[bool, int, float, str, None]
 
 
@@ -65,7 +66,8 @@ class SweepSettings(Schema):
     pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1
     pruner_startup_trials: Annotated[int, Field(ge=0)] = 5
     objective: Objective = Objective()
-    log_models: bool = False
+    trial_artifacts: TrialArtifacts = "best"
+    register_best_as: Annotated[str, Field(min_length=1)] | None = None
     trials_dir: str = "outputs/sweeps/kerastrack"
     heartbeat_interval: Annotated[float, Field(gt=0)] = 10
     grace_period: Annotated[float, Field(gt=0)] = 60

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
+import optuna
 from optuna.trial import TrialState
 
 from pipeline.errors import PipelineError
@@ -38,6 +40,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         status = "FINISHED"
     finally:
         summary = summarize(study, settings.params, sweep.pipeline_overrides)
+        if sweep.runs and status == "FINISHED" and summary.best_number is not None:
+            summary = _settle_models(sweep, study, summary)
         if sweep.runs and parent_run_id:
             log_to_parent(sweep.runs, parent_run_id, summary, study)
             sweep.runs.end_parent(parent_run_id, status)
@@ -45,6 +49,18 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         raise PipelineError(f"no trial of study {settings.study_name} completed ({_failures(study)}); "
                             "see each trial's MLflow run or lower the search ranges")
     return summary
+
+
+def _settle_models(sweep: SweepContext, study: optuna.Study, summary: SweepSummary) -> SweepSummary:
+    """With trial_artifacts=best only the best trial keeps its model; register it if asked."""
+    assert sweep.runs is not None and summary.best_number is not None
+    trials = study.get_trials(deepcopy=False)
+    best = next(trial for trial in trials if trial.number == summary.best_number)
+    if sweep.settings.trial_artifacts == "best":
+        sweep.runs.keep_only_best_model(trials, best)
+    name = sweep.settings.register_best_as
+    version = sweep.runs.register_best_model(study, best, name) if name else None
+    return dataclasses.replace(summary, registered_version=f"{name} version {version}") if version else summary
 
 
 def _description(sweep: SweepContext) -> dict[str, str]:

@@ -63,6 +63,7 @@ def visible_gpus() -> list[str]:
 
 def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     """Claim and run trials until the study holds sweep.n_trials of them."""
+    from pipeline.core import release_memory
     from sweeps.objective import TrialOutcome, TrialRunner  # imports TensorFlow: once per worker
 
     settings = sweep.settings
@@ -74,7 +75,7 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(probe)))
     study = open_study(settings, sweep.storage, sampler, make_pruner(settings, sweep.pipeline.trainer.epochs))
     runner = TrialRunner(
-        sweep.settings.params, configs, settings.objective, sweep.trials_dir, settings.log_models,
+        sweep.settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
         sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
     )
     on_stale = sweep.runs.close_stale_trial if sweep.runs else (lambda trial: None)
@@ -87,6 +88,7 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
             _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"), "KILLED")
             raise
         _finish(sweep, study, trial, outcome, "FAILED" if outcome.state == TrialState.FAIL else None)
+        release_memory()  # the next trial starts from a clean slate; peak memory stays flat over a long sweep
 
 
 def _finish(sweep, study, trial, outcome, run_status: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,8 +106,10 @@ def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> s
 def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],
                    tags: dict[str, str], overrides: Sequence[str]) -> None:
     _log(client, run_id, params=params, tags={**tags, MLFLOW_RUN_NAME: _run_name(settings, run_id)})
-    client.log_text(run_id, yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), "config/config.yaml")
-    client.log_text(run_id, yaml.safe_dump(list(overrides)), "config/overrides.yaml")
+    with tempfile.TemporaryDirectory() as folder:  # both files in one upload
+        (Path(folder) / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+        (Path(folder) / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+        client.log_artifacts(run_id, folder, "config")
 
 
 def _run_name(settings: Settings, run_id: str) -> str:

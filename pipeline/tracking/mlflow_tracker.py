@@ -42,9 +42,6 @@ class MlflowRunTracker(RunTracker):
         self.settings = settings
         self.epoch_metrics = MetricWriter(client, run_id)
 
-    def set_devices(self, devices: list[str]) -> None:
-        self.client.set_tag(self.run_id, "devices", ", ".join(devices))
-
     def epoch_callback(self) -> keras.callbacks.Callback:
         return EpochLogger(self.epoch_metrics)
 
@@ -57,7 +54,6 @@ class MlflowRunTracker(RunTracker):
             # Parallel workers logging the same dataset race on MLflow's check-then-insert (a UNIQUE
             # violation for the loser); on the second try the dataset exists and is only linked.
             self.client.log_inputs(self.run_id, datasets=inputs)
-        self.client.set_tag(self.run_id, "data.source", data.source)
 
     def fetch_checkpoints(self, into: Path) -> bool:
         if not self.client.list_artifacts(self.run_id, CHECKPOINTS):
@@ -70,15 +66,15 @@ class MlflowRunTracker(RunTracker):
         return True
 
     def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
-                    test_metrics: dict[str, float], y_pred: np.ndarray) -> None:
+                    test_metrics: dict[str, float], y_pred: np.ndarray, artifacts: bool = True) -> str | None:
         """Plots render on a thread while the model is logged; the test metrics link to the model; every
         report goes up in one artifact upload."""
         step = max((len(values) for values in history.values()), default=0)
         with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(max_workers=1) as pool:
             folder = Path(scratch)
-            reports = pool.submit(write_reports, folder, data=data, history=history, y_pred=y_pred)
+            reports = pool.submit(write_reports, folder, data=data, history=history, y_pred=y_pred, plots=artifacts)
             model_id = None
-            if self.settings.log_model:
+            if artifacts and self.settings.log_model:
                 model_id = log_keras_model(model, data, step=step, register_as=self.settings.register_as).model_id
             now = int(time.time() * 1000)
             self.client.log_batch(self.run_id, metrics=[Metric(name, value, now, step, model_id=model_id)
@@ -86,6 +82,7 @@ class MlflowRunTracker(RunTracker):
             write_model_summary(folder, model)
             reports.result()
             self.client.log_artifacts(self.run_id, scratch)
+        return model_id
 
     def close(self) -> None:
         """Called by the run's lifecycle before the final status: the last epochs' metrics are written."""

@@ -18,9 +18,6 @@ class RunTracker:
 
     run_id: str | None = None
 
-    def set_devices(self, devices: list[str]) -> None:
-        pass
-
     def epoch_callback(self) -> keras.callbacks.Callback | None:
         return None
 
@@ -31,5 +28,6 @@ class RunTracker:
         return False
 
     def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
-                    test_metrics: dict[str, float], y_pred: np.ndarray) -> None:
-        pass
+                    test_metrics: dict[str, float], y_pred: np.ndarray, artifacts: bool = True) -> str | None:
+        """Test metrics and reports; with `artifacts`, also the model and plots. Returns the model's id."""
+        return None

@@ -1,6 +1,9 @@
+import re
+
 import pytest
 
 from pipeline.errors import PipelineError
+from sweeps.context import SweepContext
 from sweeps.objective_checks import check_objective
 from sweeps.settings import is_sweep_override, load
 
@@ -45,3 +48,17 @@ def test_sweep_overrides_are_told_apart_from_pipeline_overrides():
     assert [o for o in ["sweep=default", "sweep.n_trials=3", "~sweep.params.momentum", "optimizer=sgd",
                         "trainer.epochs=2", "+sweep.params.x={}"] if not is_sweep_override(o)] == [
         "optimizer=sgd", "trainer.epochs=2"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["tracking.register_as=digits"], "tracking.register_as=digits: in a sweep every trial would register"),
+        (["sweep.register_best_as=digits", "tracking=none"], "sweep.register_best_as=digits: trials log no model"),
+        (["sweep.register_best_as=digits", "sweep.trial_artifacts=none"], "sweep.trial_artifacts=none; allowed"),
+        (["sweep.trial_artifacts=some"], "sweep.trial_artifacts='some': allowed: 'best', 'all' or 'none'"),
+    ],
+)
+def test_model_registration_is_checked_before_any_trial(overrides: list[str], message: str):
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        SweepContext.load(overrides)

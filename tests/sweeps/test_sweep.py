@@ -3,11 +3,12 @@
 import shlex
 
 import pytest
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from pipeline.config import compose_config, flatten, validate
 from pipeline.errors import PipelineError
-from sweeps.mlflow_runs import RUN_ID_ATTR
+from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR
 from sweeps.sweep import run_sweep
 from sweeps.trial_config import CONFIG_GROUPS
 from tests.sweeps.conftest import runs_of, study_of
@@ -93,3 +94,47 @@ def test_a_sweep_where_every_trial_fails_ends_with_one_clear_line(sweep_override
     assert "\n" not in str(raised.value)
     _, parents, _ = runs_of(overrides)
     assert parents[0].info.status == "FINISHED"
+
+
+def test_only_the_best_trial_keeps_its_model_and_plots_and_it_gets_registered(sweep_overrides):
+    # Seed 9 draws learning rates 1e-3, 1e-2, 3e-2, 1e-4: the first trials improve on each other, the last does not.
+    overrides = [*sweep_overrides, "optimizer=adam", *lr_choices(1e-4, 1e-3, 1e-2, 3e-2), "sweep.n_trials=4",
+                 "sweep.sampler=random", "sweep.seed=9", "sweep.pruner=none", "sweep.register_best_as=digits-best"]
+    summary = run_sweep(overrides)
+    study = study_of(overrides)
+    client, _, children = runs_of(overrides)
+    best = study.best_trial
+    values = [t.value for t in sorted(study.trials, key=lambda t: t.number)]
+    superseded = 0
+    # A trial logs its model and plots exactly when it beats every trial finished before it.
+    for trial in study.trials:
+        record = trial.number == 0 or trial.value > max(values[: trial.number])
+        artifacts = {a.path for a in client.list_artifacts(children[trial.number].info.run_id, "plots")}
+        assert (MODEL_ID_ATTR in trial.user_attrs) == record, trial.number
+        assert (artifacts == {"plots/learning_curve.png", "plots/confusion_matrix.png"}) == record, trial.number
+        assert client.list_artifacts(children[trial.number].info.run_id, "reports")  # text reports: always
+        if record and trial.number != best.number:
+            with pytest.raises(MlflowException):  # superseded: deleted when the sweep ended
+                client.get_logged_model(trial.user_attrs[MODEL_ID_ATTR])
+            superseded += 1
+    assert superseded >= 1, values
+    model_id = best.user_attrs[MODEL_ID_ATTR]
+    assert client.get_logged_model(model_id).source_run_id == children[best.number].info.run_id
+    assert summary.best_model_id == model_id and summary.registered_version == "digits-best version 1"
+    (version,) = client.search_model_versions("name='digits-best'")
+    assert (version.run_id, version.source) == (children[best.number].info.run_id,
+                                                client.get_logged_model(model_id).artifact_location)
+
+    # Resumed with the same best trial: no second version.
+    assert run_sweep([*overrides[:-1], "sweep.n_trials=4", "sweep.register_best_as=digits-best"]).registered_version \
+        == "digits-best version 1"
+    assert len(client.search_model_versions("name='digits-best'")) == 1
+
+
+def test_trial_artifacts_none_logs_metrics_only(sweep_overrides):
+    overrides = [*sweep_overrides, "sweep.n_trials=2", "sweep.pruner=none", "sweep.trial_artifacts=none"]
+    run_sweep(overrides)
+    client, _, children = runs_of(overrides)
+    for run in children.values():
+        assert not client.list_artifacts(run.info.run_id, "plots") and run.outputs.model_outputs == []
+        assert "test_accuracy" in run.data.metrics
