@@ -1,14 +1,15 @@
 """Median pruning vs no pruning on the same 30-trial budget and seeds: epochs trained and best value.
 
-Digits (400 training images), MLP [64], 6 epochs per trial, default search space, TPE, tracking=none
+Digits (400 training images), MLP [64], the default search space, TPE and pruner settings, tracking=none
 (MLflow does not change what is pruned). Three seeds, so 6 sweeps of 30 trials in this one process.
-Usage: python benchmarks/sweep_pruning.py [n_trials] [seeds...]
+Usage: python benchmarks/sweep_pruning.py [--trials 30] [--seeds 1 2 3] [key=value ...]
+(extra overrides go to both sweeps, e.g. trainer.epochs=6 sweep.pruner_warmup_epochs=1)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import tempfile
 import time
 
@@ -18,28 +19,30 @@ import optuna  # noqa: E402
 
 from sweeps.sweep import run_sweep  # noqa: E402
 
-SETUP = ["data.max_train_samples=400", "trainer.epochs=6", "trainer.verbose=0", "model.hidden_units=[64]",
-         "tracking=none"]
+SETUP = ["data.max_train_samples=400", "trainer.verbose=0", "model.hidden_units=[64]", "tracking=none"]
 
 
-def sweep(pruner: str, seed: int, n_trials: int, folder: str):
+def sweep(pruner: str, seed: int, n_trials: int, folder: str, overrides: list[str]):
     started = time.perf_counter()
-    summary = run_sweep([*SETUP, f"sweep.n_trials={n_trials}", f"sweep.pruner={pruner}", f"sweep.seed={seed}",
-                         f"sweep.storage={folder}/{pruner}-{seed}.log", f"sweep.trials_dir={folder}/{pruner}-{seed}"])
+    summary = run_sweep([*SETUP, *overrides, f"sweep.n_trials={n_trials}", f"sweep.pruner={pruner}",
+                         f"sweep.seed={seed}", f"sweep.storage={folder}/{pruner}-{seed}.log",
+                         f"sweep.trials_dir={folder}/{pruner}-{seed}"])
     return summary, time.perf_counter() - started
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    args, overrides = parser.parse_known_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    n_trials = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    seeds = [int(seed) for seed in sys.argv[2:]] or [1, 2, 3]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for seed in seeds:
-            pruned, pruned_s = sweep("median", seed, n_trials, folder)
-            unpruned, unpruned_s = sweep("none", seed, n_trials, folder)
+        for seed in args.seeds:
+            pruned, pruned_s = sweep("median", seed, args.trials, folder, overrides)
+            unpruned, unpruned_s = sweep("none", seed, args.trials, folder, overrides)
             rows.append((seed, pruned, unpruned, pruned_s, unpruned_s))
-    print(f"\n{n_trials} trials x 6 epochs per sweep; median pruning vs none")
+    print(f"\n{args.trials} trials per sweep, {' '.join(overrides) or 'default settings'}; median pruning vs none")
     print("seed  epochs(median/none)  fewer  best(median)  best(none)  diff(pp)  time s(median/none)")
     for seed, pruned, unpruned, pruned_s, unpruned_s in rows:
         fewer = 1 - pruned.epochs_trained / unpruned.epochs_trained
