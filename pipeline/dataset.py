@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: arrays have no plain ==
 class Dataset:
     """Images as float32 in [0, 1] shaped (n, height, width, channels); labels as int32 class indices."""
 

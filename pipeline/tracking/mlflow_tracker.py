@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
@@ -26,6 +27,12 @@ from pipeline.tracking.tracker import RunTracker
 CHECKPOINTS = "checkpoints"
 
 
+@functools.lru_cache(maxsize=1)
+def dataset_inputs(data: Dataset) -> list[DatasetInput]:
+    """The three splits as MLflow dataset inputs; cached, as a sweep's trials share one (read-only) dataset."""
+    return [dataset_input(data, split) for split in data.splits()]
+
+
 def dataset_input(data: Dataset, split: str) -> DatasetInput:
     x, y = data.splits()[split]
     dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.source}-{split}")
@@ -47,7 +54,7 @@ class MlflowRunTracker(RunTracker):
 
     def log_datasets(self, data: Dataset) -> None:
         """Lineage by name and digest (MLflow hashes a sample of the arrays; nothing is copied)."""
-        inputs = [dataset_input(data, split) for split in data.splits()]
+        inputs = dataset_inputs(data)
         try:
             self.client.log_inputs(self.run_id, datasets=inputs)
         except MlflowException:
