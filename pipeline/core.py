@@ -97,6 +97,9 @@ def run_pipeline(
     return RunResult(settings, state.history, evaluation.metrics, placement.devices, output_dir, run_id, model_id)
 
 
+_survivors_frozen = False
+
+
 def release_memory() -> None:
     """Free the graphs, variables and kernels of earlier runs, for a process that runs many (a sweep worker,
     between trials).
@@ -105,10 +108,12 @@ def release_memory() -> None:
     so it is frozen out of Python's garbage collector: every later release walks only objects made since
     (about 0.05 s instead of 0.6 s with TensorFlow and MLflow loaded).
     """
+    global _survivors_frozen
     _forget_custom_gradients()  # before collecting: what is frozen with a reference to a graph keeps it forever
     keras.backend.clear_session()  # collects garbage too
-    if not gc.get_freeze_count():
+    if not _survivors_frozen:  # a flag: gc.get_freeze_count() walks every frozen object (~0.08 s)
         gc.freeze()
+        _survivors_frozen = True
 
 
 def _forget_custom_gradients() -> None:
