@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:<14} {result.test_metrics[name]:.4f}")
         if result.run_id:
             print(f"MLflow run {result.run_id} (python -m pipeline.ui to browse)")
+        if result.model_id:
+            print(f"Model models:/{result.model_id} (python -m pipeline.evaluate model=models:/{result.model_id})")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_test_metrics_are_recorded_and_linked_to_the_model(finished):
     for name in ("test_loss", "test_accuracy", "test_f1_macro", "test_f1_0", "test_f1_9"):
         assert run.data.metrics[name] == pytest.approx(result.test_metrics[name])
     (output,) = run.outputs.model_outputs
-    assert output.step == EPOCHS
+    assert output.step == EPOCHS and output.model_id == result.model_id
     model = store.client().get_logged_model(output.model_id)
     assert {metric.key for metric in model.metrics} >= {"test_accuracy", "test_f1_macro"}
 
