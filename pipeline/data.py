@@ -29,15 +29,15 @@ DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-# File names and folders as Keras's own loaders (keras.datasets.mnist / fashion_mnist) use them.
-MNIST_FILES = ("mnist.npz",)
-FASHION_SUBDIR = "fashion-mnist"
 FASHION_FILES = (
     "train-labels-idx1-ubyte.gz",
     "train-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",
 )
+# data.name -> (folder under data.cache_dir, file names), as Keras's own loaders (keras.datasets.mnist /
+# fashion_mnist) lay them out.
+KERAS_FILES = {"mnist": ("", ("mnist.npz",)), "fashion_mnist": ("fashion-mnist", FASHION_FILES)}
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those keras.utils.image_dataset_from_directory reads
 
@@ -60,7 +60,7 @@ def _source_stamp(settings: DataSettings) -> tuple[tuple[str, int, int], ...]:
             root = Path(settings.path).expanduser()
             paths = [root, *(sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])]
         case KerasData():
-            paths = [Path(settings.cache_dir).expanduser() / (FASHION_SUBDIR if settings.name == "fashion_mnist" else "")]
+            paths = _keras_paths(settings)
         case _:
             paths = []
     stats = [(str(path), path.stat()) for path in paths if path.exists()]
@@ -91,11 +91,11 @@ def _read_source(settings: DataSettings) -> tuple[Split, Split, tuple[str, ...]]
         case DigitsData():
             return _read_digits(settings)
         case KerasData(name="mnist"):
-            (path,) = _fetch(settings, "", MNIST_FILES)
+            (path,) = _fetch(settings)
             train, test, _ = _labeled_splits(_load_npz(path, str(path)), 10, str(path))
             return train, test, DIGIT_NAMES
         case KerasData():
-            paths = _fetch(settings, FASHION_SUBDIR, FASHION_FILES)
+            paths = _fetch(settings)
             arrays = dict(zip(("y_train", "x_train", "y_test", "x_test"), map(_read_idx, paths)))
             train, test, _ = _labeled_splits(arrays, 10, str(paths[0].parent))
             return train, test, FASHION_NAMES
@@ -144,16 +144,23 @@ def _read_digits(settings: DigitsData) -> tuple[Split, Split, tuple[str, ...]]:
 # --- Keras's MNIST and Fashion-MNIST files ----------------------------------------------------
 
 
-def _fetch(settings: KerasData, subdir: str, file_names: tuple[str, ...]) -> list[Path]:
-    """Paths of Keras's files in cache_dir/subdir, downloading the missing ones when allowed."""
-    folder = Path(settings.cache_dir).expanduser() / subdir
-    missing = [name for name in file_names if not (folder / name).is_file()]
+def _keras_paths(settings: KerasData) -> list[Path]:
+    subdir, file_names = KERAS_FILES[settings.name]
+    return [Path(settings.cache_dir).expanduser() / subdir / name for name in file_names]
+
+
+def _fetch(settings: KerasData) -> list[Path]:
+    """Paths of Keras's files in cache_dir/<folder>, downloading the missing ones when allowed."""
+    subdir, file_names = KERAS_FILES[settings.name]
+    paths = _keras_paths(settings)
+    folder = paths[0].parent
+    missing = [path.name for path in paths if not path.is_file()]
     alternative = f"put {', '.join(file_names)} in {folder}/, or use data=npz data.path=/path/to/file.npz"
     if missing and not settings.download:
         raise PipelineError(
             f"data={settings.name}: {', '.join(missing)} not in {folder}/ and data.download=false; {alternative}"
         )
-    return [_download(settings, subdir, name, alternative) if name in missing else folder / name for name in file_names]
+    return [_download(settings, subdir, path.name, alternative) if path.name in missing else path for path in paths]
 
 
 def _download(settings: KerasData, subdir: str, file_name: str, alternative: str) -> Path:
