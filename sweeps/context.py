@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from pipeline.config import Settings, validate
 from pipeline.errors import PipelineError
@@ -54,6 +55,11 @@ class SweepContext:
             lock=lock, runs=runs,
             trials_dir=Path(settings.trials_dir).expanduser().resolve(),
         )
+
+    def close_stale_trial(self, trial: FrozenTrial) -> None:
+        """What is done for a dead worker's trial once it is failed: its MLflow run is closed, if tracked."""
+        if self.runs is not None:
+            self.runs.close_stale_trial(trial)
 
 
 def redact(location: str) -> str:

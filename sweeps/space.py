@@ -95,7 +95,7 @@ def _check_key(where: str, param: Param, group_choices: dict[str, Scalar], confi
 def suggest(trial: optuna.Trial, params: Mapping[str, Param]) -> dict[str, Scalar]:
     """Sample a trial's values (config key -> value); conditional parameters after what they depend on."""
     values: dict[str, Scalar] = {}
-    for param in sorted(params.values(), key=lambda p: p.when is not None):
+    for param in _sampling_order(params):
         if not applies(param, values):
             continue
         if isinstance(param, FloatParam):
@@ -109,6 +109,10 @@ def suggest(trial: optuna.Trial, params: Mapping[str, Param]) -> dict[str, Scala
 
 def values_from_params(trial_params: Mapping[str, Scalar], params: Mapping[str, Param]) -> dict[str, Scalar]:
     """A finished trial's params in the order `suggest` sets them (for the reproducing command)."""
-    order = [p.key for p in sorted(params.values(), key=lambda p: p.when is not None)]
-    return {key: trial_params[key] for key in order if key in trial_params}
+    return {param.key: trial_params[param.key] for param in _sampling_order(params) if param.key in trial_params}
+
+
+def _sampling_order(params: Mapping[str, Param]) -> list[Param]:
+    """Unconditional parameters first, so the conditions of the others can be read."""
+    return sorted(params.values(), key=lambda param: param.when is not None)
 

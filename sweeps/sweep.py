@@ -11,7 +11,9 @@ from optuna.trial import TrialState
 from pipeline.errors import PipelineError
 from sweeps.context import SweepContext, redact
 from sweeps.heartbeat import fail_stale_trials, wait_for_running_trials
+from sweeps.mlflow_runs import SweepRuns
 from sweeps.report import SweepSummary, log_to_parent, summarize
+from sweeps.settings import SweepSettings
 from sweeps.space import check_space
 from sweeps.study import counted_trials, open_study
 from sweeps.trial_config import TrialConfigs
@@ -24,8 +26,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     settings = sweep.settings
     check_space(settings.params, TrialConfigs(sweep.pipeline_overrides))  # before any trial starts
     study = open_study(settings, sweep.storage)
-    on_stale = sweep.runs.close_stale_trial if sweep.runs else (lambda trial: None)
-    fail_stale_trials(study, settings.grace_period, on_stale)
+    fail_stale_trials(study, settings.grace_period, sweep.close_stale_trial)
     parent_run_id = None
     if sweep.runs:
         with sweep.lock():
@@ -36,12 +37,12 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     status = "KILLED"
     try:
         run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))
-        wait_for_running_trials(study, settings.grace_period, settings.heartbeat_interval, on_stale)
+        wait_for_running_trials(study, settings.grace_period, settings.heartbeat_interval, sweep.close_stale_trial)
         status = "FINISHED"
     finally:
         summary = summarize(study, settings.params, sweep.pipeline_overrides)
         if sweep.runs and status == "FINISHED" and summary.best_number is not None:
-            summary = _settle_models(sweep, study, summary)
+            summary = _settle_models(sweep.runs, sweep.settings, study, summary)
         if sweep.runs and parent_run_id:
             log_to_parent(sweep.runs, parent_run_id, summary, study)
             sweep.runs.end_parent(parent_run_id, status)
@@ -51,15 +52,13 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     return summary
 
 
-def _settle_models(sweep: SweepContext, study: optuna.Study, summary: SweepSummary) -> SweepSummary:
+def _settle_models(runs: SweepRuns, settings: SweepSettings, study: optuna.Study, summary: SweepSummary) -> SweepSummary:
     """With trial_artifacts=best only the best trial keeps its model; register it if asked."""
-    assert sweep.runs is not None and summary.best_number is not None
-    trials = study.get_trials(deepcopy=False)
-    best = next(trial for trial in trials if trial.number == summary.best_number)
-    if sweep.settings.trial_artifacts == "best":
-        sweep.runs.keep_only_best_model(trials, best)
-    name = sweep.settings.register_best_as
-    version = sweep.runs.register_best_model(study, best, name) if name else None
+    best = study.best_trial
+    if settings.trial_artifacts == "best":
+        runs.keep_only_best_model(study.get_trials(deepcopy=False), best)
+    name = settings.register_best_as
+    version = runs.register_best_model(study, best, name) if name else None
     return dataclasses.replace(summary, registered_version=f"{name} version {version}") if version else summary
 
 

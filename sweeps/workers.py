@@ -78,9 +78,8 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
         sweep.settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
         sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
     )
-    on_stale = sweep.runs.close_stale_trial if sweep.runs else (lambda trial: None)
     while (trial := claim_trial(study, settings.n_trials, sweep.lock)) is not None:
-        fail_stale_trials(study, settings.grace_period, on_stale)
+        fail_stale_trials(study, settings.grace_period, sweep.close_stale_trial)
         try:
             with Heartbeat(trial, settings.heartbeat_interval):
                 outcome = runner(trial)
