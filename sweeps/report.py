@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -16,6 +17,7 @@ matplotlib.use("Agg")  # plots go to files; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+from mlflow.entities import Metric, RunTag  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
@@ -90,20 +92,21 @@ def log_to_parent(runs: SweepRuns, parent_run_id: str, summary: SweepSummary, st
     metrics["epochs_trained"] = float(summary.epochs_trained)
     if summary.best_value is not None and math.isfinite(summary.best_value):
         metrics["best_value"] = summary.best_value
-    for name, value in metrics.items():
-        client.log_metric(parent_run_id, name, value, step=finished)
+    tags: dict[str, str] = {}
     if summary.best_number is not None:
         tags = {f"best.{key}": format_value(value) for key, value in summary.best_values.items()}
         tags |= {"best_trial": str(summary.best_number), "best_trial_run_id": summary.best_run_id or "",
                  "best_model_id": summary.best_model_id or "", "reproduce_command": summary.command or ""}
         if summary.registered_version:
             tags["best_model_registered"] = summary.registered_version
-        for key, value in tags.items():
-            client.set_tag(parent_run_id, key, value)
+    now = int(time.time() * 1000)
+    client.log_batch(parent_run_id, metrics=[Metric(name, value, now, finished) for name, value in metrics.items()],
+                     tags=[RunTag(key, value) for key, value in tags.items()])
+    if summary.best_number is not None:
         client.log_text(parent_run_id, (summary.command or "") + "\n", "best_trial_command.txt")
     with tempfile.TemporaryDirectory() as folder:
-        for path in save_plots(study, Path(folder)):
-            client.log_artifact(parent_run_id, str(path), artifact_path="optuna")
+        if save_plots(study, Path(folder)):
+            client.log_artifacts(parent_run_id, folder, "optuna")  # all plots in one upload
 
 
 def save_plots(study: optuna.Study, folder: Path) -> list[Path]:
