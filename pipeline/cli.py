@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterator
 
+from pipeline import stop
 from pipeline.errors import PipelineError
 
 USAGE_ERROR = 2
@@ -44,7 +45,7 @@ def parse_args(argv: list[str], usage: str) -> Command:
 @contextlib.contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn failures into one line on stderr and a non-zero exit; PIPELINE_DEBUG=1 shows tracebacks."""
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    previous = signal.signal(signal.SIGTERM, stop.on_sigterm)
     debug = os.environ.get("PIPELINE_DEBUG") == "1"
     try:
         yield
@@ -64,6 +65,3 @@ def reported_errors() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
+from pipeline import stop
 from pipeline.config import TrainerSettings
 from pipeline.dataset import Dataset
 from pipeline.device import Placement
@@ -56,6 +57,13 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopOnRequest(keras.callbacks.Callback):
+    """Raises a pending SIGTERM between two training steps, where stopping is safe (see pipeline.stop)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        stop.raise_if_requested()
+
+
 def standard_callbacks(settings: TrainerSettings) -> list[keras.callbacks.Callback]:
     """The callbacks every run gets: epoch stats, stop on NaN, optional early stopping."""
     callbacks: list[keras.callbacks.Callback] = [EpochStats()]
@@ -81,9 +89,13 @@ def train(
     seed: int,
     initial_epoch: int = 0,
 ) -> None:
-    """Train a compiled model from `initial_epoch` to `settings.epochs`; callbacks see every epoch's logs."""
+    """Train a compiled model from `initial_epoch` to `settings.epochs`; callbacks see every epoch's logs.
+    A SIGTERM stops it between two steps (KeyboardInterrupt)."""
     train_batches, val_batches = make_datasets(data, settings.batch_size, seed)
-    TRAINERS[settings.name](settings, model, train_batches, val_batches, placement, list(callbacks), initial_epoch)
+    with stop.deferred_during_training():
+        TRAINERS[settings.name](
+            settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest()], initial_epoch
+        )
 
 
 def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:

@@ -1,13 +1,20 @@
 """The two trainers are interchangeable, and both run on several devices and honour the shared callbacks."""
 
 import math
+import signal
 
+import keras
 import numpy as np
 import pytest
 
+from pipeline import stop, trainer
 from pipeline.checkpoints import BEST, LAST, TrainingState
+from pipeline.config import validate
 from pipeline.core import run_pipeline
+from pipeline.data import load_data
+from pipeline.device import place
 from pipeline.errors import PipelineError
+from pipeline.model import build_model
 
 NO_TRACKING = ["tracking=none"]
 
@@ -61,3 +68,24 @@ def test_a_diverging_run_stops_on_nan_and_fails_in_one_line(compose, tmp_path, t
         run(compose, tmp_path, f"trainer={trainer}", "optimizer=sgd", "optimizer.learning_rate=1e12", "trainer.epochs=5")
     state = TrainingState.read(tmp_path / "checkpoints")
     assert state.epochs_done == 1 and math.isnan(state.history["loss"][0])
+
+
+@pytest.mark.parametrize("trainer_name", ["fit", "custom"])
+def test_sigterm_during_training_stops_between_steps(compose, trainer_name):
+    settings = validate(compose(f"trainer={trainer_name}", "trainer.epochs=50"))
+    data = load_data(settings.data)
+    model = build_model(settings.model, data.input_shape, data.num_classes)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps: list[int] = []
+
+    class SignalAtStepThree(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            steps.append(batch)
+            if len(steps) == 3:
+                stop.on_sigterm(signal.SIGTERM, None)  # noted, not raised inside Keras
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(settings.trainer, model, data, place(settings.device), [SignalAtStepThree()], seed=0)
+    assert len(steps) == 3  # stopped right after the step it arrived in
+    with pytest.raises(KeyboardInterrupt):  # outside training a SIGTERM still stops at once
+        stop.on_sigterm(signal.SIGTERM, None)

@@ -1,0 +1,42 @@
+"""SIGTERM as a request to stop: raised as KeyboardInterrupt at once, except while a model trains.
+
+Python runs a signal handler at whatever bytecode the main thread is on, inside TensorFlow and Keras
+internals too: there an exception can be swallowed (raised in a finalizer, the run trains on) or cut a
+native object's teardown short (seen as a malloc abort). So during training the request is only noted,
+and the trainers' `StopOnRequest` callback raises it between two steps. No TensorFlow import here: the
+CLI installs the handler before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+_training = False
+_requested = False
+
+
+def on_sigterm(signum, frame) -> None:
+    global _requested
+    if not _training:
+        raise KeyboardInterrupt
+    _requested = True
+
+
+def raise_if_requested() -> None:
+    global _requested
+    if _requested:
+        _requested = False
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_during_training() -> Iterator[None]:
+    """A stop request inside the block waits for `raise_if_requested` (or the block's end)."""
+    global _training
+    _training = True
+    try:
+        yield
+    finally:
+        _training = False
+    raise_if_requested()  # a request that came after the last step
