@@ -58,9 +58,11 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class StopOnRequest(keras.callbacks.Callback):
-    """Raises a pending SIGTERM between two training steps, where stopping is safe (see pipeline.stop)."""
+    """Raises a pending SIGTERM before the next training step, where stopping is safe (see pipeline.stop).
+    A batch-*begin* hook: an on_train_batch_end hook would make Keras turn every step's logs into floats,
+    a device sync per step."""
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         stop.raise_if_requested()
 
 
