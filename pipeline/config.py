@@ -13,9 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from pipeline.errors import PipelineError
+from pipeline.imports import find_object
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -70,27 +71,63 @@ DataSettings = Annotated[Union[DigitsData, KerasData, NpzData, ImagesData], Fiel
 Dropout = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
-class MlpModel(Schema):
+class ModelBase(Schema):
+    name: str
+    dropout: Dropout = 0.0  # the one knob a sweep turns, for every model
+    # Multiplies the pipeline's [0, 1] pixels before the first layer (a Keras Rescaling layer, no weights):
+    # 255 feeds the raw 0..255 values a tutorial trained on.
+    input_scale: Annotated[float, Field(gt=0.0)] = 1.0
+
+
+class MlpModel(ModelBase):
     name: Literal["mlp"]
-    hidden_units: Annotated[list[PositiveInt], Field(min_length=1)]
+    hidden_units: list[PositiveInt]  # [] = logistic regression: softmax on the flattened pixels
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish"] = "relu"
-    dropout: Dropout = 0.0
 
 
-class SmallCnnModel(Schema):
-    name: Literal["small_cnn"]
-    filters: Annotated[list[PositiveInt], Field(min_length=1)]
-    dropout: Dropout = 0.0
+# One layer: a Keras layer class name (or `package.module:Class`) and its keyword arguments; a bare name takes none.
+LayerEntry = Union[str, dict[str, Union[dict[str, Any], None]]]
 
 
-class BasicCnnModel(Schema):
-    name: Literal["basic_cnn"]
-    filters: Annotated[list[PositiveInt], Field(min_length=1)]
-    dense_units: PositiveInt = 512
-    dropout: Dropout = 0.25
+class LayersModel(ModelBase):
+    """A network written as a list of Keras layers; the built-ins (small_cnn, ...) are such lists too."""
+
+    layers: list[LayerEntry]
+
+    @model_validator(mode="after")
+    def _one_layer_per_entry(self) -> "LayersModel":
+        for index, entry in enumerate(self.layers):
+            if isinstance(entry, dict) and len(entry) != 1:
+                raise ValueError(
+                    f"model.layers[{index}]={entry}: each entry names one layer, e.g. "
+                    "{Conv2D: {filters: 16, kernel_size: 3}} or Flatten"
+                )
+        return self
 
 
-ModelSettings = Annotated[Union[MlpModel, SmallCnnModel, BasicCnnModel], Field(discriminator="name")]
+class PythonModel(ModelBase):
+    """The user's own function `builder(input_shape=(h, w, c), num_classes=n, **kwargs)` returning a Keras model."""
+
+    name: Literal["python"]
+    builder: str
+    kwargs: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _builder_is_findable(self) -> "PythonModel":
+        find_object(self.builder, key="model.builder")
+        return self
+
+
+def _model_kind(value: Any) -> str:
+    """mlp and python have their own schema; any other name is a layer list (small_cnn, layers, my_net, ...)."""
+    name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+    return name if name in ("mlp", "python") else "layers"
+
+
+ModelSettings = Annotated[
+    Union[Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")], Annotated[LayersModel, Tag("layers")]],
+    Discriminator(_model_kind),
+]
 
 # --- optimizer --------------------------------------------------------------------------------
 
@@ -136,6 +173,7 @@ OptimizerSettings = Annotated[
 class CheckpointSettings(Schema):
     monitor: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
+    evaluate: Literal["best", "last"] = "best"  # which weights are tested and logged as the run's model
 
 
 class EarlyStoppingSettings(Schema):

@@ -24,7 +24,7 @@ from pipeline.config import Settings, validate
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
 from pipeline.evaluation import evaluate_model
-from pipeline.model import build_model, check_input
+from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
 
 
@@ -64,7 +64,8 @@ def run_pipeline(
     placement = device.place(settings.device)
     device.seed_everything(settings.seed, settings.deterministic)
     data = load_data(settings.data)
-    check_input(settings.model, data.input_shape)
+    with placement.scope():  # built before the run is recorded: a network that cannot work records nothing
+        model = build_model(settings.model, data.input_shape, data.num_classes)
 
     with tracking.tracked_run(
         settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id,
@@ -72,7 +73,7 @@ def run_pipeline(
     ) as tracker:
         tracker.log_datasets(data)
         state = _resume_state(settings, tracker, checkpoint_dir)
-        model = _compiled_model(settings, data, placement, state, checkpoint_dir)
+        model = _compiled_model(settings, model, data, placement, state, checkpoint_dir)
         run_callbacks = [
             *trainer.standard_callbacks(settings.trainer),
             *checkpoints.checkpoint_callbacks(checkpoint_dir, settings.trainer.checkpoint, state),
@@ -86,6 +87,8 @@ def run_pipeline(
             seed=settings.seed, initial_epoch=state.epochs_done,
         )
         _check_finite(state.history)
+        if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
+            model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
         evaluation = evaluate_model(model, data)
         model_id = tracker.log_results(
             model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
@@ -150,12 +153,11 @@ def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_d
     return state
 
 
-def _compiled_model(settings, data, placement, state, checkpoint_dir) -> keras.Model:
+def _compiled_model(settings, model, data, placement, state, checkpoint_dir) -> keras.Model:
     with placement.scope():
         if state.epochs_done:
             # The .keras checkpoint carries the optimizer state too, so training continues where it stopped.
             return keras.models.load_model(checkpoint_dir / checkpoints.LAST)
-        model = build_model(settings.model, data.input_shape, data.num_classes)
         steps_per_epoch = math.ceil(len(data.x_train) / settings.trainer.batch_size)
         model.compile(
             optimizer=build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs),

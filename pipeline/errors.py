@@ -1,4 +1,4 @@
-"""The one exception type users see as a one-line message instead of a traceback."""
+"""The exceptions that end a run on purpose: bad input (one line for the user) and a stop a callback asked for."""
 
 
 class PipelineError(Exception):
@@ -7,3 +7,8 @@ class PipelineError(Exception):
 
 class TrainingStopped(Exception):
     """Raised by a callback to end a run on purpose (a pruned trial): the run closes as KILLED, not FAILED."""
+
+
+def one_line(error: BaseException) -> str:
+    """'TypeError: what it said', whitespace folded: a library's multi-line message as one line."""
+    return " ".join(f"{type(error).__name__}: {error}".split())

@@ -1,113 +1,130 @@
-"""The Keras architectures of `conf/model/`, and the input-size check that runs before TensorFlow loads.
+"""The networks of `conf/model/`: a list of Keras layers, an MLP, or the user's own builder function.
 
-Keras is imported inside `build_model`, not at the top: `check_input` is pure Python so a config that
-cannot work fails in a second, before TensorFlow starts.
+`small_cnn`, `wide_cnn`, `basic_cnn` and `model=layers` are layer lists declared in YAML and built by one function;
+the MLP's list is derived from its sizes. Every network is built on a symbolic input of the data's shape before
+anything is recorded, so what cannot work (an unknown layer, a bad argument, images too small for the strides, the
+wrong number of outputs) is a one-line error naming the layer, and no MLflow run is started for it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+import difflib
+from typing import TYPE_CHECKING, Any
 
-from pipeline.config import BasicCnnModel, MlpModel, ModelSettings, SmallCnnModel
-from pipeline.errors import PipelineError
+from pipeline.config import LayersModel, MlpModel, ModelSettings, PythonModel
+from pipeline.errors import PipelineError, one_line
+from pipeline.imports import import_object
 
 if TYPE_CHECKING:
     import keras
 
-
-@dataclass(frozen=True)
-class Downsampling:
-    """The valid-padding windows (size, stride) one `filters` entry applies to the height and width."""
-
-    windows: tuple[tuple[int, int], ...]
-    block: str  # what one filters entry is, for the error message
-
-    def smallest_side(self, blocks: int) -> int:
-        """The smallest input side that leaves at least 1x1 after `blocks` blocks.
-
-        Keras's valid output size is floor((side - size) / stride) + 1, so the smallest side giving
-        `out` is (out - 1) * stride + size; walk that back from a 1x1 output.
-        """
-        side = 1
-        for size, stride in reversed(self.windows * blocks):
-            side = (side - 1) * stride + size
-        return side
+LayerSpec = tuple[str, dict[str, Any]]  # a Keras layer class name (or package.module:Class) and its arguments
 
 
-DOWNSAMPLING: dict[str, Downsampling] = {
-    "small_cnn": Downsampling(windows=((3, 2),), block="strided 3x3 convolutions"),
-    "basic_cnn": Downsampling(windows=((3, 1), (3, 1), (2, 2)), block="conv-conv-maxpool blocks"),
-}
+def layer_specs(settings: LayersModel | MlpModel) -> list[LayerSpec]:
+    """The hidden layers, in order, as (class name, arguments)."""
+    if isinstance(settings, MlpModel):
+        specs: list[LayerSpec] = [("Flatten", {})]
+        for units in settings.hidden_units:
+            specs.append(("Dense", {"units": units, "activation": settings.activation}))
+            if settings.dropout > 0:  # dropout 0 adds no layer, so summaries show only what is used
+                specs.append(("Dropout", {"rate": settings.dropout}))
+        return specs
+    return [(entry, {}) if isinstance(entry, str) else _single_item(entry) for entry in settings.layers]
 
 
-def check_input(settings: ModelSettings, input_shape: tuple[int, int, int]) -> None:
-    """Raise a one-line PipelineError if the architecture shrinks this input to nothing."""
-    downsampling = DOWNSAMPLING.get(settings.name)
-    if downsampling is None:  # the MLP flattens any size
-        return
-    height, width, _ = input_shape
-    blocks = len(settings.filters)
-    smallest = downsampling.smallest_side(blocks)
-    if min(height, width) < smallest:
-        raise PipelineError(
-            f"model={settings.name} cannot take {height}x{width} inputs: its {blocks} {downsampling.block} "
-            f"need at least {smallest}x{smallest}; use model=mlp, fewer model.filters or larger images"
-        )
+def _single_item(entry: dict[str, dict[str, Any] | None]) -> LayerSpec:
+    ((name, arguments),) = entry.items()
+    return name, dict(arguments or {})
 
 
 def build_model(settings: ModelSettings, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """An uncompiled Sequential model named after the architecture, ending in a float32 softmax."""
+    """An uncompiled model taking (height, width, channels) images in [0, 1], ending in `num_classes` softmax
+    probabilities. One-line PipelineError for anything that does not build."""
     import keras
-    from keras import layers
 
-    check_input(settings, input_shape)
-    hidden = HIDDEN_LAYERS[settings.name](settings)
-    # float32 output even under the mixed_float16 policy, so the softmax and the loss stay stable.
-    output = layers.Dense(num_classes, activation="softmax", dtype="float32")
-    return keras.Sequential([keras.Input(shape=input_shape), *hidden, output], name=settings.name)
-
-
-def _dropout(rate: float) -> list[keras.layers.Layer]:
-    """Dropout 0 adds no layer at all, so summaries and saved models show only what is used."""
-    from keras import layers
-
-    return [layers.Dropout(rate)] if rate > 0 else []
-
-
-def _mlp(settings: MlpModel) -> list[keras.layers.Layer]:
-    from keras import layers
-
-    hidden: list[keras.layers.Layer] = [layers.Flatten()]
-    for units in settings.hidden_units:
-        hidden += [layers.Dense(units, activation=settings.activation), *_dropout(settings.dropout)]
-    return hidden
+    if isinstance(settings, PythonModel):
+        model = _call_builder(settings, input_shape, num_classes)
+        if settings.input_scale == 1.0:
+            return model
+    inputs = keras.Input(shape=input_shape, name="image")
+    features = inputs
+    if settings.input_scale != 1.0:
+        features = keras.layers.Rescaling(settings.input_scale, name="input_scale")(features)
+    if isinstance(settings, PythonModel):
+        outputs = model(features)
+    else:
+        for index, (name, arguments) in enumerate(layer_specs(settings)):
+            features = _apply(_make_layer(name, arguments, index, settings), features, index, settings, input_shape)
+        # float32 output even under the mixed_float16 policy, so the softmax and the loss stay stable.
+        outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(features)
+    return keras.Model(inputs, outputs, name=settings.name)
 
 
-def _small_cnn(settings: SmallCnnModel) -> list[keras.layers.Layer]:
-    from keras import layers
-
-    convolutions = [layers.Conv2D(f, 3, strides=2, activation="relu") for f in settings.filters]
-    return [*convolutions, *_dropout(settings.dropout), layers.GlobalAveragePooling2D()]
+def _where(settings: ModelSettings, index: int, name: str) -> str:
+    """Where a layer is declared, as the user would override it."""
+    return f"model.layers[{index}] ({name})" if isinstance(settings, LayersModel) else f"model={settings.name} layer {name}"
 
 
-def _basic_cnn(settings: BasicCnnModel) -> list[keras.layers.Layer]:
-    from keras import layers
+def _make_layer(name: str, arguments: dict[str, Any], index: int, settings: ModelSettings) -> keras.layers.Layer:
+    import keras
 
-    hidden: list[keras.layers.Layer] = []
-    for f in settings.filters:
-        hidden += [
-            layers.Conv2D(f, 3, activation="relu"),
-            layers.Conv2D(f, 3, activation="relu"),
-            layers.MaxPooling2D(2),
-            *_dropout(settings.dropout),
-        ]
-    classifier = [layers.Flatten(), layers.Dense(settings.dense_units, activation="relu"), *_dropout(settings.dropout)]
-    return [*hidden, *classifier]
+    where = _where(settings, index, name)
+    layer_class = import_object(name, key=f"model.layers[{index}]") if ":" in name else getattr(keras.layers, name, None)
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        close = difflib.get_close_matches(name, _keras_layer_names(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see keras.io/api/layers (or give package.module:Class)"
+        raise PipelineError(f"model.layers[{index}]={name}: not a Keras layer{hint}")
+    try:
+        return layer_class(**arguments)
+    except Exception as error:  # noqa: BLE001 - Keras raises TypeError or ValueError for bad arguments
+        raise PipelineError(f"{where}: bad arguments {arguments}: {one_line(error)}") from None
 
 
-HIDDEN_LAYERS: dict[str, Callable[..., list[keras.layers.Layer]]] = {
-    "mlp": _mlp,
-    "small_cnn": _small_cnn,
-    "basic_cnn": _basic_cnn,
-}
+def _apply(layer, features, index: int, settings: ModelSettings, input_shape: tuple[int, int, int]):
+    try:
+        return layer(features)
+    except Exception as error:  # noqa: BLE001 - shape errors come as ValueError from many layers
+        height, width, channels = input_shape
+        raise PipelineError(
+            f"model={settings.name} cannot take {height}x{width}x{channels} inputs: {_where(settings, index, layer.__class__.__name__)} "
+            f"gets shape {tuple(features.shape)[1:]} ({one_line(error)}); use larger images or change the layers"
+        ) from None
+
+
+def _keras_layer_names() -> list[str]:
+    import keras
+
+    return [name for name, value in vars(keras.layers).items()
+            if isinstance(value, type) and issubclass(value, keras.layers.Layer)]
+
+
+def _call_builder(settings: PythonModel, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    import keras
+
+    key = f"model.builder={settings.builder}"
+    builder = import_object(settings.builder, key="model.builder")
+    try:
+        model = builder(input_shape=input_shape, num_classes=num_classes, **settings.kwargs)
+    except Exception as error:  # noqa: BLE001 - the user's function raised
+        raise PipelineError(f"{key} raised {one_line(error)} (called with input_shape={input_shape}, "
+                            f"num_classes={num_classes}, model.kwargs={settings.kwargs})") from None
+    if not isinstance(model, keras.Model):
+        raise PipelineError(f"{key} returned {type(model).__name__}; it must return an uncompiled keras.Model")
+    try:
+        outputs = model(keras.Input(shape=input_shape))
+    except Exception as error:  # noqa: BLE001
+        raise PipelineError(f"{key}: the model cannot take {input_shape} inputs: {one_line(error)}") from None
+    if tuple(outputs.shape[1:]) != (num_classes,):
+        raise PipelineError(
+            f"{key}: the model outputs shape {tuple(outputs.shape[1:])}; it must end in ({num_classes},), "
+            f"one softmax probability per class"
+        )
+    last = model.layers[-1] if model.layers else None
+    activation = getattr(last, "activation", None)
+    if activation is not None and getattr(activation, "__name__", "") != "softmax":
+        raise PipelineError(
+            f"{key}: the last layer's activation is {getattr(activation, '__name__', activation)}; it must be softmax "
+            "(the pipeline's loss takes probabilities)"
+        )
+    return model

@@ -9,7 +9,8 @@ from pipeline.config import CONF_DIR, compose_config, flatten, validate
 from pipeline.errors import PipelineError
 
 REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"],
-            "tracking=server": ["tracking.uri=http://127.0.0.1:1"]}
+            "tracking=server": ["tracking.uri=http://127.0.0.1:1"],
+            "model=python": ["model.builder=pipeline.model:build_model"]}  # validation only finds the module
 
 
 def options(group: str) -> list[str]:
@@ -27,16 +28,37 @@ def test_every_option_composes_and_validates(choice):
         assert getattr(settings, group).name == name
 
 
-def test_experiment_presets_reproduce_the_tutorial_recipes():
-    small = validate(compose_config(["experiment=mnist_small_cnn_sgd"]))
-    assert (small.data.name, small.model.name, small.optimizer.name) == ("mnist", "small_cnn", "sgd")
-    assert (small.optimizer.learning_rate, small.trainer.batch_size, small.trainer.epochs) == (0.01, 64, 3)
-    custom = validate(compose_config(["experiment=mnist_custom_loop_adam"]))
-    assert (custom.trainer.name, custom.optimizer.name) == ("custom", "adam")
+# preset: (data, model, optimizer, learning rate, trainer, batch, epochs, checkpoint tested), as in seeds/
+TUTORIAL_RECIPES = {
+    "mnist_small_cnn_sgd": ("mnist", "small_cnn", "sgd", 0.01, "fit", 64, 3, "last"),
+    "mnist_small_cnn_tape_sgd": ("mnist", "small_cnn", "sgd", 0.01, "custom", 64, 3, "last"),
+    "mnist_basic_cnn_adam": ("mnist", "basic_cnn", "adam", 0.001, "fit", 32, 1, "last"),
+    "mnist_cnn_tape_adam": ("mnist", "wide_cnn", "adam", 0.001, "custom", 32, 5, "last"),
+    "mnist_custom_loop_sgd": ("mnist", "mlp", "sgd", 0.001, "custom", 64, 3, "last"),
+    "fashion_logistic": ("fashion_mnist", "mlp", "rmsprop", 0.001, "fit", 32, 5, "last"),
+    "fashion_mlp_dropout": ("fashion_mnist", "mlp", "adam", 0.001, "fit", 32, 20, "best"),
+}
+
+
+@pytest.mark.parametrize("preset, recipe", TUTORIAL_RECIPES.items())
+def test_experiment_presets_reproduce_the_tutorial_recipes(preset, recipe):
+    s = validate(compose_config([f"experiment={preset}"]))
+    assert (s.data.name, s.model.name, s.optimizer.name, s.optimizer.learning_rate, s.trainer.name,
+            s.trainer.batch_size, s.trainer.epochs, s.trainer.checkpoint.evaluate) == recipe
+    assert s.optimizer.schedule == "constant" and getattr(s.optimizer, "momentum", 0.0) == 0.0
+
+
+def test_tutorial_000_sees_raw_pixels_and_tutorial_004_keeps_its_best_checkpoint_by_val_loss():
+    assert validate(compose_config(["experiment=mnist_small_cnn_sgd"])).model.input_scale == 255
     fashion = validate(compose_config(["experiment=fashion_mlp_dropout"]))
-    assert (fashion.data.name, fashion.model.name, fashion.model.dropout) == ("fashion_mnist", "mlp", 0.3)
-    vgg = validate(compose_config(["experiment=mnist_vgg_adam"]))
-    assert (vgg.model.name, vgg.optimizer.name) == ("basic_cnn", "adam")
+    assert (fashion.model.hidden_units, fashion.model.dropout, fashion.data.val_fraction) == ([100], 0.3, 0.2)
+    assert (fashion.trainer.checkpoint.monitor, fashion.trainer.checkpoint.mode) == ("val_loss", "min")
+
+
+def test_a_presets_data_can_be_swapped_on_the_command_line():
+    settings = validate(compose_config(["experiment=mnist_small_cnn_sgd", "data=npz", "data.path=digits.npz"]))
+    assert (settings.data.name, settings.data.path, settings.model.name) == ("npz", "digits.npz", "small_cnn")
+    assert (settings.optimizer.learning_rate, settings.trainer.batch_size) == (0.01, 64)
 
 
 def test_command_line_overrides_win_over_presets():

@@ -1,13 +1,18 @@
-"""The whole pipeline as one function: sensible accuracy, reproducibility, the output folder."""
+"""The whole pipeline as one function: sensible accuracy, reproducibility, the output folder, own models from
+start to reload, the checkpoint that gets tested."""
 
 import json
+import sys
 import weakref
 
 import keras
 import numpy as np
+import pytest
 from tensorflow.python.framework import func_graph
 
 from pipeline.core import release_memory, run_pipeline
+from pipeline.data import load_data
+from pipeline.errors import PipelineError, TrainingStopped
 
 
 def test_default_config_reaches_sensible_accuracy(compose, tmp_path):
@@ -38,3 +43,70 @@ def test_release_memory_frees_earlier_runs_and_their_traced_graphs(monkeypatch):
         del model
         release_memory()
         assert alive() is None and len(graphs) == 0
+
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise TrainingStopped("stopped after one epoch")
+
+
+@pytest.mark.parametrize("model_overrides", [
+    ["model=layers", "model.layers=[Flatten,{Dense: {units: 24, activation: relu}},{Dropout: {rate: '${model.dropout}'}}]"],
+    ["model=python", "model.builder=my_models:build", "+model.kwargs.width=12"],
+])
+def test_own_models_train_log_resume_and_reload(compose, mlflow_store, tmp_path, monkeypatch, model_overrides):
+    from pipeline.tracking.lifecycle import process_tracking_uri
+    from pipeline.tracking.models import load_logged_model
+
+    (tmp_path / "my_models.py").write_text(USER_MODEL)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "my_models", raising=False)
+    overrides = [*model_overrides, mlflow_store.override, "trainer.epochs=2"]
+    with pytest.raises(TrainingStopped):
+        run_pipeline(compose(*overrides, f"output_dir={tmp_path / 'first'}"), callbacks=[StopAfterFirstEpoch()])
+    (killed,) = mlflow_store.runs()
+    assert killed.info.status == "KILLED"
+
+    resumed = run_pipeline(compose(*overrides, f"resume={killed.info.run_id}", f"output_dir={tmp_path / 'second'}"))
+
+    assert resumed.run_id == killed.info.run_id and len(resumed.history["loss"]) == 2
+    assert mlflow_store.client().get_run(resumed.run_id).info.status == "FINISHED"
+    with process_tracking_uri(mlflow_store.uri):
+        reloaded, _ = load_logged_model(f"models:/{resumed.model_id}")
+    data = load_data(resumed.settings.data)
+    accuracy = np.mean(np.argmax(reloaded.predict(data.x_test, verbose=0), axis=1) == data.y_test)
+    assert accuracy == pytest.approx(resumed.test_metrics["test_accuracy"], abs=1e-6)
+
+
+USER_MODEL = '''
+import keras
+
+
+def build(input_shape, num_classes, width):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Flatten(),
+                             keras.layers.Dense(width, activation="relu"),
+                             keras.layers.Dense(num_classes, activation="softmax")])
+'''
+
+
+@pytest.mark.parametrize("evaluate", ["best", "last"])
+def test_the_chosen_checkpoint_is_what_gets_tested(compose, tmp_path, evaluate):
+    # Monitoring val_accuracy for its *minimum* makes the "best" checkpoint a worse model than the last one.
+    result = run_pipeline(compose("tracking=none", "trainer.epochs=4", "optimizer.learning_rate=0.003",
+                                  "trainer.checkpoint.monitor=val_accuracy", "trainer.checkpoint.mode=min",
+                                  f"trainer.checkpoint.evaluate={evaluate}", f"output_dir={tmp_path}"))
+    data = load_data(result.settings.data)
+
+    def test_accuracy(checkpoint: str) -> float:
+        model = keras.models.load_model(tmp_path / "checkpoints" / checkpoint)
+        return float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), axis=1) == data.y_test))
+
+    best, last = test_accuracy("best.keras"), test_accuracy("last.keras")
+    assert best < last
+    assert result.test_metrics["test_accuracy"] == pytest.approx(best if evaluate == "best" else last, abs=1e-6)
+
+
+def test_a_network_that_cannot_be_built_records_no_run(compose, mlflow_store, tmp_path):
+    with pytest.raises(PipelineError, match=r"^model=small_cnn cannot take 8x8x1 inputs"):
+        run_pipeline(compose("model=small_cnn", mlflow_store.override, f"output_dir={tmp_path}"))
+    assert mlflow_store.runs() == []
