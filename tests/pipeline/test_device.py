@@ -1,6 +1,7 @@
 """Device choice: CPU, a clear error without a GPU, and a mirrored strategy over logical CPUs."""
 
 import pytest
+import tensorflow as tf
 
 from pipeline.config import compose_config, validate
 from pipeline.device import place
@@ -11,12 +12,18 @@ def device_settings(*overrides: str):
     return validate(compose_config(list(overrides))).device
 
 
+# These check the machine without a GPU (CI's); on a GPU machine device=auto and gpu rightly take the GPU.
+without_gpu = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="this machine has a GPU")
+
+
+@without_gpu
 def test_cpu_and_auto_without_gpu_run_on_one_cpu():
     for name in ("cpu", "auto"):
         placement = place(device_settings(f"device={name}"))
         assert placement.devices == ("/CPU:0",) and placement.replicas == 1
 
 
+@without_gpu
 @pytest.mark.parametrize(
     "overrides, expected",
     [
