@@ -10,6 +10,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from pipeline.config import Settings, validate
+from pipeline.credentials import redact
 from pipeline.errors import PipelineError
 from pipeline.tracking.store import tracking_uri
 from sweeps import settings as sweep_settings
@@ -61,9 +62,3 @@ class SweepContext:
         if self.runs is not None:
             self.runs.close_stale_trial(trial)
 
-
-def redact(location: str) -> str:
-    """A database URL without its password, for messages and run tags."""
-    scheme, sep, rest = location.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    return f"{scheme}{sep}{credentials.split(':')[0]}:***{at}{host}" if at else location

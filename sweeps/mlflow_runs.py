@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.tracking.store import artifact_location
+from pipeline.tracking.store import artifact_location, check_store
 from sweeps.trial_config import Scalar, format_value
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -32,6 +32,7 @@ STATE_TAG = "optuna.state"
 
 class SweepRuns:
     def __init__(self, uri: str, experiment: str, study_name: str):
+        check_store(uri)  # an unreachable or locked server fails before the first trial
         self.client = MlflowClient(uri)
         self.study_name = study_name
         self.experiment_id = self._experiment_id(experiment, uri)

@@ -8,8 +8,9 @@ import os
 import optuna
 from optuna.trial import TrialState
 
+from pipeline.credentials import redact
 from pipeline.errors import PipelineError
-from sweeps.context import SweepContext, redact
+from sweeps.context import SweepContext
 from sweeps.heartbeat import fail_stale_trials, wait_for_running_trials
 from sweeps.mlflow_runs import SweepRuns
 from sweeps.report import SweepSummary, log_to_parent, summarize
@@ -67,7 +68,7 @@ def _description(sweep: SweepContext) -> dict[str, str]:
     return {
         "sweep.n_trials": str(settings.n_trials), "sweep.sampler": settings.sampler, "sweep.pruner": settings.pruner,
         "sweep.objective": f"{settings.objective.direction} {settings.objective.reduce} {settings.objective.metric}",
-        "sweep.storage": redact(sweep.location), "sweep.command": " ".join(["python -m sweeps.run", *sweep.overrides]),
+        "sweep.storage": redact(sweep.location), "sweep.command": redact(" ".join(["python -m sweeps.run", *sweep.overrides])),
     }
 
 

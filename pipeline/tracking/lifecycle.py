@@ -20,6 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline.config import MlflowTracking, Settings, flatten
+from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped
 from pipeline.tracking.mlflow_tracker import CHECKPOINTS, MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
@@ -107,8 +108,9 @@ def _record_config(client: MlflowClient, run_id: str, settings: Settings, params
                    tags: dict[str, str], overrides: Sequence[str]) -> None:
     _log(client, run_id, params=params, tags={**tags, MLFLOW_RUN_NAME: _run_name(settings, run_id)})
     with tempfile.TemporaryDirectory() as folder:  # both files in one upload
-        (Path(folder) / "config.yaml").write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-        (Path(folder) / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+        config = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
+        (Path(folder) / "config.yaml").write_text(redact(config))
+        (Path(folder) / "overrides.yaml").write_text(redact(yaml.safe_dump(list(overrides))))
         client.log_artifacts(run_id, folder, "config")
 
 
@@ -145,9 +147,9 @@ def _new_params(run: Run, params: dict[str, object]) -> dict[str, object]:
 
 
 def _log(client: MlflowClient, run_id: str, *, params: Mapping[str, object], tags: Mapping[str, str]) -> None:
-    """Params and tags in as few calls as MLflow's per-batch limit allows."""
-    entries: list[Param | RunTag] = [Param(key, str(value)) for key, value in params.items()]
-    entries += [RunTag(key, str(value)) for key, value in tags.items()]
+    """Params and tags (passwords masked) in as few calls as MLflow's per-batch limit allows."""
+    entries: list[Param | RunTag] = [Param(key, redact(str(value))) for key, value in params.items()]
+    entries += [RunTag(key, redact(str(value))) for key, value in tags.items()]
     for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
         batch = entries[start : start + MAX_PARAMS_TAGS_PER_BATCH]
         client.log_batch(run_id, params=[e for e in batch if isinstance(e, Param)],
@@ -164,7 +166,7 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
         if checkpoints.is_dir() and any(checkpoints.iterdir()):
             client.log_artifacts(run_id, str(checkpoints), CHECKPOINTS)
         if error_text:
-            client.log_text(run_id, error_text, "error.txt")
+            client.log_text(run_id, redact(error_text), "error.txt")
         if tags:
             _log(client, run_id, params={}, tags=tags)
     finally:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import getpass
+import os
 from importlib.metadata import version
 from pathlib import Path
 from typing import Sequence
 
 from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.credentials import USERNAME_VARIABLE
 
 
 def run_tags(settings: Settings, overrides: Sequence[str], output_dir: Path) -> dict[str, str]:
@@ -20,7 +22,7 @@ def run_tags(settings: Settings, overrides: Sequence[str], output_dir: Path) -> 
         "tensorflow_version": version("tensorflow"),
         "keras_version": version("keras"),
         "output_dir": str(output_dir),
-        "mlflow.user": getpass.getuser(),
+        "mlflow.user": os.environ.get(USERNAME_VARIABLE) or getpass.getuser(),  # a team server's login first
         "mlflow.source.name": "pipeline.run",
     }
     commit = git_commit(PROJECT_ROOT)

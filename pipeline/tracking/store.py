@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT, NoTracking, TrackingSettings
+from pipeline.credentials import PASSWORD_VARIABLE, USERNAME_VARIABLE, basic_auth_header, redact
 from pipeline.errors import PipelineError
 
 SQLITE = "sqlite:///"
@@ -62,10 +63,31 @@ def _check_writable(database: Path, uri: str) -> None:
 
 
 def _check_server(uri: str) -> None:
+    """Reachable (/health, which needs no login), then a read that needs the login when the server has one."""
+    base = uri.rstrip("/")
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S) as response:
+        with urllib.request.urlopen(f"{base}/health", timeout=SERVER_TIMEOUT_S) as response:
             response.read()
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        raise PipelineError(f"tracking.uri={uri}: MLflow server unreachable ({reason}); "
+        raise PipelineError(f"tracking.uri={redact(uri)}: MLflow server unreachable ({reason}); "
                             "start it (mlflow server ...) or use tracking=local") from None
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1",
+                                     headers=basic_auth_header())
+    try:
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_S) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            user = os.environ.get(USERNAME_VARIABLE)
+            problem = f"refused the login of user {user!r}" if user else "requires a login"
+            raise PipelineError(f"tracking.uri={redact(uri)}: the MLflow server {problem} (HTTP 401); "
+                                f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} to an account on it") from None
+        if error.code == 403:
+            raise PipelineError(f"tracking.uri={redact(uri)}: user {os.environ.get(USERNAME_VARIABLE)!r} may not read "
+                                "experiments on this MLflow server (HTTP 403); ask its admin for a permission") from None
+        raise PipelineError(f"tracking.uri={redact(uri)}: the MLflow server answered HTTP {error.code} "
+                            f"({error.reason})") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise PipelineError(f"tracking.uri={redact(uri)}: MLflow server unreachable "
+                            f"({getattr(error, 'reason', error)})") from None

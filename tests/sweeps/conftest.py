@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,15 +130,26 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 with a SQLite backend in tmp_path."""
+ADMIN = ("admin", "Adm1n-pw-never-stored")  # the locked server's admin login
+
+
+@contextmanager
+def running_mlflow_server(folder: Path, *, locked: bool = False) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1, SQLite backend and proxied artifacts in `folder`; with `locked`,
+    MLflow's basic authentication (admin login ADMIN, new users may edit) as README's team setup runs it."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination", str(tmp_path / "art")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "art")]
+    environment = dict(os.environ)
+    if locked:
+        (folder / "auth.ini").write_text(
+            f"[mlflow]\ndefault_permission = EDIT\ndatabase_uri = sqlite:///{folder}/auth.db\n"
+            f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        command += ["--app-name", "basic-auth"]
+        environment |= {"MLFLOW_AUTH_CONFIG_PATH": str(folder / "auth.ini"),
+                        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-csrf-key"}
+    server = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -153,3 +165,9 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    with running_mlflow_server(tmp_path) as url:
+        yield url
