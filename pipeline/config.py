@@ -198,13 +198,14 @@ class TrainerSettings(Schema):
 
 
 class DeviceSettings(Schema):
-    name: Literal["auto", "cpu", "gpu", "multi_gpu"]
+    name: Literal["auto", "cpu", "gpu", "multi_gpu", "multi_worker"]
     gpus: list[Annotated[int, Field(ge=0)]] | None = None
     memory_growth: bool = True
     mixed_precision: bool = False
     cpu_replicas: Annotated[int, Field(ge=0)] = 0
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     inter_op_threads: Annotated[int, Field(ge=0)] = 0
+    join_timeout: Annotated[float, Field(gt=0)] = 120.0  # multi_worker: seconds to wait for every worker
 
 
 # --- tracking ---------------------------------------------------------------------------------
@@ -245,6 +246,13 @@ class Settings(Schema):
     trainer: TrainerSettings
     device: DeviceSettings
     tracking: TrackingSettings
+
+    @model_validator(mode="after")
+    def _multi_worker_needs_custom_loop(self) -> "Settings":
+        if self.device.name == "multi_worker" and self.trainer.name == "fit":
+            raise ValueError("trainer=fit cannot run with device=multi_worker: Keras 3's model.fit fails under "
+                             "MultiWorkerMirroredStrategy (keras-team/keras#20585); use trainer=custom")
+        return self
 
 
 # --- composition and validation ---------------------------------------------------------------

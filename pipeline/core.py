@@ -10,10 +10,13 @@ import gc
 import json
 import math
 import secrets
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
 from omegaconf import DictConfig
@@ -59,9 +62,16 @@ def run_pipeline(
     the model and plots of a run not worth keeping (a sweep keeps them for its best trials); metrics are always logged.
     """
     settings = validate(cfg)
-    output_dir = _output_dir(settings)
-    checkpoint_dir = output_dir / "checkpoints"
     placement = device.place(settings.device)
+    with _output_dir(settings, placement) as output_dir:
+        return _run(settings, placement, output_dir, overrides=overrides, callbacks=callbacks,
+                    parent_run_id=parent_run_id, run_tags=run_tags, log_artifacts_if=log_artifacts_if)
+
+
+def _run(settings: Settings, placement: device.Placement, output_dir: Path, *, overrides: Sequence[str],
+         callbacks: Sequence[keras.callbacks.Callback], parent_run_id: str | None,
+         run_tags: Mapping[str, str] | None, log_artifacts_if: ArtifactFilter | None) -> RunResult:
+    checkpoint_dir = output_dir / "checkpoints"
     device.seed_everything(settings.seed, settings.deterministic)
     data = load_data(settings.data)
     with placement.scope():  # built before the run is recorded: a network that cannot work records nothing
@@ -69,7 +79,7 @@ def run_pipeline(
 
     with tracking.tracked_run(
         settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id,
-        tags={"devices": ", ".join(placement.devices), **(run_tags or {})},
+        tags={**placement.run_tags(), **(run_tags or {})}, record=placement.is_chief,
     ) as tracker:
         tracker.log_datasets(data)
         state = _resume_state(settings, tracker, checkpoint_dir)
@@ -130,13 +140,25 @@ def _forget_custom_gradients() -> None:
             del registry[name]
 
 
-def _output_dir(settings: Settings) -> Path:
+@contextmanager
+def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Path]:
+    """The run's folder; a multi-worker run's other workers get a scratch folder instead, removed at the end
+    (the chief keeps the checkpoints, metrics and model)."""
+    if not placement.is_chief:
+        scratch = Path(tempfile.mkdtemp(prefix="kerastrack-worker-"))
+        print(f"{placement.cluster.describe()}: worker 0 records the run; this worker's checkpoints go to "  # type: ignore[union-attr]
+              f"{scratch}, removed at the end")
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     if settings.output_dir:
         path = Path(settings.output_dir).expanduser().resolve()
     else:
         path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    yield path
 
 
 def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_dir: Path) -> checkpoints.TrainingState:

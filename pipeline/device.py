@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from dataclasses import dataclass
 from typing import Iterator
 
 import keras
 import tensorflow as tf
 
+from pipeline import cluster
 from pipeline.config import DeviceSettings
 from pipeline.errors import PipelineError
 
@@ -16,8 +18,20 @@ from pipeline.errors import PipelineError
 @dataclass(frozen=True)
 class Placement:
     strategy: tf.distribute.Strategy
-    devices: tuple[str, ...]
+    devices: tuple[str, ...]  # this process's
     mixed_precision: bool
+    cluster: cluster.Cluster | None = None  # device=multi_worker
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process records the run: always, but on a multi-worker run's other workers."""
+        return self.cluster is None or self.cluster.is_chief
+
+    def run_tags(self) -> dict[str, str]:
+        tags = {"devices": ", ".join(self.devices)}
+        if self.cluster:
+            tags |= {"cluster_size": str(len(self.cluster.workers)), "cluster_hosts": ", ".join(self.cluster.hosts)}
+        return tags
 
     @property
     def replicas(self) -> int:
@@ -36,7 +50,8 @@ class Placement:
     def describe(self) -> str:
         kind = "mirrored over" if self.replicas > 1 else "on"
         precision = ", mixed float16" if self.mixed_precision else ""
-        return f"{kind} {', '.join(self.devices)}{precision}"
+        where = f" as {self.cluster.describe()}, {self.replicas} replicas in all" if self.cluster else ""
+        return f"{kind} {', '.join(self.devices)}{precision}{where}"
 
 
 def place(settings: DeviceSettings) -> Placement:
@@ -45,6 +60,8 @@ def place(settings: DeviceSettings) -> Placement:
     gpus = _visible_gpus(settings)
     keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
 
+    if settings.name == "multi_worker":
+        return _multi_worker(gpus, settings)
     if settings.name == "cpu" or (settings.name == "auto" and not gpus):
         return _single("/CPU:0", settings)
     if settings.name in ("auto", "gpu"):
@@ -65,6 +82,23 @@ def place(settings: DeviceSettings) -> Placement:
         "device=multi_gpu: TensorFlow sees no GPU; use device=cpu, or device.cpu_replicas=2 to mirror over "
         "logical CPU devices"
     )
+
+
+def _multi_worker(gpus: list[str], settings: DeviceSettings) -> Placement:
+    """MultiWorkerMirroredStrategy over the cluster in TF_CONFIG (or SLURM), this worker's GPUs or its CPU.
+    The workers meet first (cluster.rendezvous), as TensorFlow would wait for a missing one forever."""
+    members = cluster.from_environment()
+    cluster.rendezvous(members, settings.join_timeout)
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec({"worker": list(members.workers)}), task_type="worker", task_id=members.index,
+        rpc_layer="grpc",
+    )
+    sigterm_handler = signal.getsignal(signal.SIGTERM)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    # TensorFlow's coordination service takes SIGTERM for its preemption notifier: give it back to the
+    # CLI's handler (pipeline.stop), which stops every worker at the same step.
+    signal.signal(signal.SIGTERM, sigterm_handler)
+    return Placement(strategy, tuple(gpus) or ("/CPU:0",), settings.mixed_precision, members)
 
 
 def _single(device: str, settings: DeviceSettings) -> Placement:

@@ -7,7 +7,7 @@ import time
 
 from omegaconf import OmegaConf
 
-from pipeline import cli
+from pipeline import cli, cluster
 from pipeline.config import compose_config, validate
 
 USAGE = """usage: python -m pipeline.run [key=value ...] [--cfg job]
@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         if command.show_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return
-        validate(cfg)  # fail on a bad value before TensorFlow is imported
+        settings = validate(cfg)  # fail on a bad value before TensorFlow is imported
+        if settings.device.name == "multi_worker":
+            cluster.from_environment()  # and on a malformed TF_CONFIG
         from pipeline.core import run_pipeline
 
         started = time.perf_counter()

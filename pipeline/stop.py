@@ -23,6 +23,16 @@ def on_sigterm(signum, frame) -> None:
     _requested = True
 
 
+def requested() -> bool:
+    return _requested
+
+
+def request() -> None:
+    """Note a stop request (another worker's SIGTERM, for a multi-worker run)."""
+    global _requested
+    _requested = True
+
+
 def raise_if_requested() -> None:
     global _requested
     if _requested:

@@ -60,10 +60,22 @@ class StopOnNaN(keras.callbacks.Callback):
 class StopOnRequest(keras.callbacks.Callback):
     """Raises a pending SIGTERM before the next training step, where stopping is safe (see pipeline.stop).
     A batch-*begin* hook: an on_train_batch_end hook would make Keras turn every step's logs into floats,
-    a device sync per step."""
+    a device sync per step. On a multi-worker run the workers agree each step (one all-reduce of a flag),
+    so a SIGTERM to any of them stops all of them at the same step, none left waiting for the others."""
+
+    def __init__(self, placement: Placement):
+        super().__init__()
+        self._cluster_strategy = placement.strategy if placement.cluster else None
 
     def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self._cluster_strategy is not None and self._requested_on_any_worker(self._cluster_strategy):
+            stop.request()
         stop.raise_if_requested()
+
+    @staticmethod
+    def _requested_on_any_worker(strategy: tf.distribute.Strategy) -> bool:
+        flag = tf.constant(float(stop.requested()))
+        return float(strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flag), axis=None)) > 0
 
 
 def standard_callbacks(settings: TrainerSettings) -> list[keras.callbacks.Callback]:
@@ -96,7 +108,7 @@ def train(
     train_batches, val_batches = make_datasets(data, settings.batch_size, seed)
     with stop.deferred_during_training():
         TRAINERS[settings.name](
-            settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest()], initial_epoch
+            settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest(placement)], initial_epoch
         )
 
 
@@ -179,7 +191,10 @@ class GradientTapeLoop:
 
     def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> None:
         steps = int(train_batches.cardinality())
-        train_batches = self.strategy.experimental_distribute_dataset(train_batches)
+        # Across workers, each takes its share of every global batch (the index dataset has no files to shard).
+        sharding = tf.data.Options()
+        sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        train_batches = self.strategy.experimental_distribute_dataset(train_batches.with_options(sharding))
         val_batches = self.strategy.experimental_distribute_dataset(val_batches)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=settings.verbose != 0, model=self.model,

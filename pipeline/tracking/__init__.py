@@ -18,12 +18,19 @@ __all__ = ["RunTracker", "tracked_run", "tracking_uri"]
 
 @contextmanager
 def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path,
-                parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> Iterator[RunTracker]:
+                parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
+                record: bool = True) -> Iterator[RunTracker]:
     """Check the store, start (or re-open with settings.resume) the run and record the config; close it
     FINISHED, KILLED (Ctrl-C, SIGTERM, TrainingStopped with tag `stopped`) or FAILED (tag `error`, error.txt),
-    logging output_dir/checkpoints in every case, and re-raise."""
+    logging output_dir/checkpoints in every case, and re-raise. Without `record` (a multi-worker run's other
+    workers) nothing is recorded; settings.resume's checkpoints can still be fetched."""
     if isinstance(settings.tracking, NoTracking):
         yield RunTracker()
+        return
+    if not record:
+        from pipeline.tracking.mlflow_tracker import CheckpointSource
+
+        yield CheckpointSource(tracking_uri(settings.tracking), settings.resume)
         return
     from pipeline.tracking.lifecycle import mlflow_run
 

@@ -27,6 +27,28 @@ from pipeline.tracking.tracker import RunTracker
 CHECKPOINTS = "checkpoints"
 
 
+class CheckpointSource(RunTracker):
+    """A multi-worker run's other workers: they record nothing (the chief does) but resume from the same run."""
+
+    def __init__(self, uri: str, run_id: str | None):
+        self.uri, self.source_run_id = uri, run_id
+
+    def fetch_checkpoints(self, into: Path) -> bool:
+        # The store is opened only here: a fresh SQLite store is the chief's to create.
+        return self.source_run_id is not None and download_checkpoints(MlflowClient(self.uri), self.source_run_id, into)
+
+
+def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
+    if not client.list_artifacts(run_id, CHECKPOINTS):
+        return False
+    into.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        fetched = Path(client.download_artifacts(run_id, CHECKPOINTS, scratch))
+        for file in fetched.iterdir():
+            shutil.move(file, into / file.name)
+    return True
+
+
 @functools.lru_cache(maxsize=1)
 def dataset_inputs(data: Dataset) -> list[DatasetInput]:
     """The three splits as MLflow dataset inputs; cached, as a sweep's trials share one (read-only) dataset."""
@@ -63,14 +85,7 @@ class MlflowRunTracker(RunTracker):
             self.client.log_inputs(self.run_id, datasets=inputs)
 
     def fetch_checkpoints(self, into: Path) -> bool:
-        if not self.client.list_artifacts(self.run_id, CHECKPOINTS):
-            return False
-        into.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory() as scratch:
-            fetched = Path(self.client.download_artifacts(self.run_id, CHECKPOINTS, scratch))
-            for file in fetched.iterdir():
-                shutil.move(file, into / file.name)
-        return True
+        return download_checkpoints(self.client, self.run_id, into)
 
     def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
                     test_metrics: dict[str, float], y_pred: np.ndarray, artifacts: bool = True) -> str | None:
