@@ -11,4 +11,5 @@ class TrainingStopped(Exception):
 
 def one_line(error: BaseException) -> str:
     """'TypeError: what it said', whitespace folded: a library's multi-line message as one line."""
-    return " ".join(f"{type(error).__name__}: {error}".split())
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -21,7 +21,7 @@ from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline.config import MlflowTracking, Settings, flatten
 from pipeline.credentials import redact
-from pipeline.errors import PipelineError, TrainingStopped
+from pipeline.errors import PipelineError, TrainingStopped, one_line
 from pipeline.tracking.mlflow_tracker import CHECKPOINTS, MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.store import artifact_location, check_store, tracking_uri
@@ -61,7 +61,7 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
             _close(tracker, output_dir, "KILLED", {"stopped": str(stopped) or "stopped"})
             raise
         except Exception as error:
-            _close(tracker, output_dir, "FAILED", {"error": _one_line(error)[:ERROR_TAG_LENGTH]}, traceback.format_exc())
+            _close(tracker, output_dir, "FAILED", {"error": one_line(error)[:ERROR_TAG_LENGTH]}, traceback.format_exc())
             raise
         except BaseException:  # KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it), SystemExit
             _close(tracker, output_dir, "KILLED", {})
@@ -172,7 +172,3 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
     finally:
         mlflow.end_run(status)
 
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__

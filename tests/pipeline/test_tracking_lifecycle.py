@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from pipeline.config import PROJECT_ROOT, compose_config, validate
 from pipeline.errors import PipelineError
 from pipeline.tracking import RunTracker, tracked_run, tracking_uri
+from tests.ports import free_port
 
 
 def settings_for(*overrides: str):
@@ -19,12 +19,6 @@ def settings_for(*overrides: str):
 def open_and_close(settings, tmp_path: Path, **kwargs) -> str:
     with tracked_run(settings, overrides=[], output_dir=tmp_path / "out", **kwargs) as tracker:
         return tracker.run_id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_tracking_uri_is_absolute_and_none_without_tracking(tmp_path, monkeypatch):
