@@ -81,6 +81,26 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both
 
 
+@contextmanager
+def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """A run that only groups others (a multirun's jobs name it as their parent); it ends as they did:
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+    uri = tracking_uri(tracking)
+    assert uri is not None
+    check_store(uri)
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id(client, tracking, uri), run_name=name, tags=dict(tags))
+    status = "KILLED"
+    try:
+        yield run.info.run_id
+        status = "FINISHED"
+    except Exception:
+        status = "FAILED"
+        raise
+    finally:
+        client.set_terminated(run.info.run_id, status)
+
+
 def _create(client: MlflowClient, tracking: MlflowTracking, uri: str, parent_run_id: str | None) -> str:
     tags = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
     return client.create_run(experiment_id(client, tracking, uri), tags=tags).info.run_id
@@ -163,6 +183,8 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
         checkpoints = output_dir / CHECKPOINTS
         if checkpoints.is_dir() and any(checkpoints.iterdir()):
             client.log_artifacts(run_id, str(checkpoints), CHECKPOINTS)
+        for log in output_dir.glob("*.log"):  # the run's console output (pipeline.run tees it into its folder)
+            client.log_artifact(run_id, str(log))
         if error_text:
             client.log_text(run_id, error_text, "error.txt")
         if tags:

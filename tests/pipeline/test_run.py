@@ -1,4 +1,4 @@
-"""The command line: one-line errors with a non-zero exit, --cfg job, and a full run writing metrics.json."""
+"""The command line, a Hydra app: one-line errors with exit 2, Hydra's flags, runs and multiruns in their folders."""
 
 import json
 import os
@@ -11,7 +11,8 @@ from pipeline.config import PROJECT_ROOT
 
 
 def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # PYTHONPATH: this checkout's pipeline, whatever the working directory (an installed one may differ)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT)}
     env.pop("PIPELINE_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pipeline.run", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
@@ -60,3 +61,54 @@ def test_a_run_prints_and_writes_test_metrics(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5
     assert f"test_accuracy  {metrics['test_accuracy']:.4f}" in result.stdout
+
+
+def test_hydra_run_dir_holds_the_run_its_hydra_snapshot_and_log(tmp_path):
+    run_dir = tmp_path / "run"
+    result = pipeline_run("tracking=none", "trainer.epochs=1", "trainer.verbose=0", "data.max_train_samples=200",
+                          f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.keras").exists()
+    assert "trainer.epochs=1" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "epochs: 1" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "test_accuracy" in (run_dir / "run.log").read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # nothing in the working directory
+
+
+def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store):
+    sweep_dir = tmp_path / "multirun"
+    result = pipeline_run("-m", "optimizer=sgd,adam", "trainer.epochs=1", "trainer.verbose=0",
+                          "data.max_train_samples=200", mlflow_store.override, f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 0, result.stderr
+    runs = mlflow_store.runs()
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(run.data.params["optimizer.name"] for run in children) == ["adam", "sgd"]
+    assert {run.info.status for run in children} == {"FINISHED"}
+    for job in ("0", "1"):
+        assert (sweep_dir / job / ".hydra" / "config.yaml").exists() and (sweep_dir / job / "metrics.json").exists()
+    client = mlflow_store.client()
+    assert "run.log" in [artifact.path for artifact in client.list_artifacts(children[0].info.run_id)]
+
+
+def test_a_bad_value_in_any_job_fails_before_the_first_starts(tmp_path, mlflow_store):
+    sweep_dir = tmp_path / "multirun"
+    result = pipeline_run("-m", "optimizer.learning_rate=0.1,0.01,-1", mlflow_store.override,
+                          f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: job 2 of 3: optimizer.learning_rate=-1: input should be greater than 0"
+    assert not sweep_dir.exists() and mlflow_store.runs() == []
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--info"], "Config search path"),
+    (["--shell-completion", "install=bash"], "hydra_bash_completion()"),
+    (["--cfg", "hydra"], "sweep:"),
+    (["--cfg", "all", "--resolve", "optimizer=sgd"], "name: sgd"),
+    (["--help"], "experiment: fashion_logistic,"),
+])
+def test_hydras_flags_show_without_running(flags, expected):
+    result = pipeline_run(*flags)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout
