@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import CONF_DIR, Settings, compose_config, validate
+from pipeline.config import CONF_DIR, MlflowTracking, Settings, compose_config, validate
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
 
@@ -71,6 +71,7 @@ def grouped(checked: list[Settings], overrides: list[str]) -> Iterator[str | Non
         if run_id is None:
             yield None
             return
+        print(f"MLflow parent run of the {len(checked)} jobs: {_run_page(checked[0], run_id)}", flush=True)
         os.environ[PARENT_RUN_ENV] = run_id
         try:
             yield run_id
@@ -97,6 +98,14 @@ def run_job(cfg: DictConfig) -> None:
         for name in ("test_loss", "test_accuracy", "test_f1_macro"):
             print(f"  {name:<14} {result.test_metrics[name]:.4f}")
         if result.run_id:
-            print(f"MLflow run {result.run_id} (python -m pipeline.ui to browse)")
+            print(f"MLflow run {result.run_id}: {_run_page(result.settings, result.run_id)}")
         if result.model_id:
             print(f"Model models:/{result.model_id} (python -m pipeline.evaluate model=models:/{result.model_id})")
+
+
+def _run_page(settings: Settings, run_id: str) -> str:
+    from pipeline.tracking.links import run_page_of
+
+    assert isinstance(settings.tracking, MlflowTracking)
+    served = " (python -m pipeline.ui serves it)" if settings.tracking.name == "local" else ""
+    return run_page_of(settings.tracking, run_id) + served

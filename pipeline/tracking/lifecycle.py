@@ -15,22 +15,22 @@ from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunTag
 from mlflow.environment_variables import MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline.config import MlflowTracking, Settings, flatten
 from pipeline.errors import PipelineError, TrainingStopped
+from pipeline.tracking.experiments import experiment_id
 from pipeline.tracking.mlflow_tracker import CHECKPOINTS, MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
-from pipeline.tracking.store import artifact_location, check_store, tracking_uri
+from pipeline.tracking.store import check_store, tracking_uri
 
 NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
 # A resumed run may differ from the original only in these (longer training, another machine, tracking options).
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.verbose", "device.", "tracking.")
 RESUMABLE_STATUSES = ("KILLED", "FAILED")
 ERROR_TAG_LENGTH = 500
-EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI opens a model-training experiment in its "Model training" view
 
 
 @contextmanager
@@ -81,46 +81,9 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both
 
 
-@contextmanager
-def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """A run that only groups others (a multirun's jobs name it as their parent); it ends as they did:
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
-    uri = tracking_uri(tracking)
-    assert uri is not None
-    check_store(uri)
-    client = MlflowClient(uri)
-    run = client.create_run(experiment_id(client, tracking, uri), run_name=name, tags=dict(tags))
-    status = "KILLED"
-    try:
-        yield run.info.run_id
-        status = "FINISHED"
-    except Exception:
-        status = "FAILED"
-        raise
-    finally:
-        client.set_terminated(run.info.run_id, status)
-
-
 def _create(client: MlflowClient, tracking: MlflowTracking, uri: str, parent_run_id: str | None) -> str:
     tags = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
     return client.create_run(experiment_id(client, tracking, uri), tags=tags).info.run_id
-
-
-def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> str:
-    """tracking.experiment's id, created on first use with its artifacts beside a SQLite store."""
-    experiment = client.get_experiment_by_name(tracking.experiment)
-    if experiment is None:
-        try:
-            return client.create_experiment(tracking.experiment, artifact_location=artifact_location(uri),
-                                            tags={EXPERIMENT_KIND: "custom_model_development"})
-        except MlflowException as error:  # another process (a parallel sweep trial) created it first
-            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-                raise
-            experiment = client.get_experiment_by_name(tracking.experiment)
-    if experiment.lifecycle_stage == "deleted":
-        raise PipelineError(f"tracking.experiment={tracking.experiment}: that experiment is deleted in {uri}; "
-                            "restore it (mlflow experiments restore) or choose another name")
-    return experiment.experiment_id
 
 
 def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.config import PROJECT_ROOT, compose_config
 from pipeline.errors import PipelineError
-from pipeline.ui import split_port
+from pipeline.ui import UiOptions, split_options
 from tests.conftest import QUICK
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,12 +89,13 @@ def test_the_ui_lists_the_run_and_its_page_shows_val_accuracy(ui_with_a_run, tmp
 
 
 def test_ui_binds_localhost_and_checks_its_port():
-    assert split_port(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == (5123, ["tracking.uri=sqlite:////x.db"])
-    assert split_port(["--port=8080"]) == (8080, [])
-    assert split_port([]) == (5000, [])
+    assert split_options(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == UiOptions(
+        5123, False, ["tracking.uri=sqlite:////x.db"])
+    assert split_options(["--port=8080", "--open"]) == UiOptions(8080, True, [])
+    assert split_options([]) == UiOptions(5000, False, [])
     for bad in (["--port", "http"], ["--port"], ["--port=70000"]):
         with pytest.raises(PipelineError, match=r"^--port .*: expected a port number from 1 to 65535$"):
-            split_port(bad)
+            split_options(bad)
 
 
 def test_ui_with_tracking_none_is_one_line_and_exit_2():
