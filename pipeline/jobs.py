@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -22,9 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config import CONF_DIR, MlflowTracking, Settings, compose_config, validate
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
+from pipeline.worker_slots import parallel_processes, plan_slots, visible_gpus
 
-# The multirun's MLflow parent run, read by jobs in this process and inherited by a launcher's worker processes.
-PARENT_RUN_ENV = "KERASTRACK_PARENT_RUN_ID"
+# What a multirun's jobs share, read by jobs in this process and inherited by a launcher's worker processes.
+PARENT_RUN_ENV = "KERASTRACK_PARENT_RUN_ID"  # their MLflow parent run
+JOBS_ENV = "KERASTRACK_MULTIRUN_JOBS"  # how many there are
 OUTPUT_DIR_ALIAS = "output_dir="  # the pipeline's older name for Hydra's output folder
 
 
@@ -62,21 +65,21 @@ def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
 
 
 @contextlib.contextmanager
-def grouped(checked: list[Settings], overrides: list[str]) -> Iterator[str | None]:
-    """A multirun's MLflow parent run (with the first job's tracking settings), made known to its jobs."""
+def grouped(checked: list[Settings], overrides: list[str]) -> Iterator[None]:
+    """A multirun's MLflow parent run (with the first job's tracking settings) and job count, made known to its jobs."""
     from pipeline import tracking  # numpy, and MLflow unless tracking=none: not before the config is checked
 
     tags = {"overrides": " ".join(overrides), "jobs": str(len(checked)), "mlflow.source.name": "pipeline.run -m"}
     with tracking.grouping_run(checked[0], name=f"multirun-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags) as run_id:
-        if run_id is None:
-            yield None
-            return
-        print(f"MLflow parent run of the {len(checked)} jobs: {_run_page(checked[0], run_id)}", flush=True)
-        os.environ[PARENT_RUN_ENV] = run_id
+        shared = {JOBS_ENV: str(len(checked)), **({PARENT_RUN_ENV: run_id} if run_id else {})}
+        if run_id:
+            print(f"MLflow parent run of the {len(checked)} jobs: {_run_page(checked[0], run_id)}", flush=True)
+        os.environ.update(shared)
         try:
-            yield run_id
+            yield
         finally:
-            del os.environ[PARENT_RUN_ENV]
+            for key in shared:
+                del os.environ[key]
 
 
 def run_job(cfg: DictConfig) -> None:
@@ -84,6 +87,7 @@ def run_job(cfg: DictConfig) -> None:
     hydra = HydraConfig.get()
     output_dir = Path(hydra.runtime.output_dir)
     OmegaConf.update(cfg, "output_dir", str(output_dir))
+    _pin_to_share(cfg, hydra)
     with teed_to(output_dir / f"{hydra.job.name}.log"):
         from pipeline.core import release_memory, run_pipeline  # imports TensorFlow: once per process
 
@@ -101,6 +105,23 @@ def run_job(cfg: DictConfig) -> None:
             print(f"MLflow run {result.run_id}: {_run_page(result.settings, result.run_id)}")
         if result.model_id:
             print(f"Model models:/{result.model_id} (python -m pipeline.evaluate model=models:/{result.model_id})")
+
+
+def _pin_to_share(cfg: DictConfig, hydra: DictConfig) -> None:
+    """Under a launcher running jobs in parallel processes (joblib's n_jobs), this job's share of the cores and
+    GPUs, as sweep workers get theirs; device.*_op_threads set by the user win."""
+    n_jobs = hydra.launcher.get("n_jobs")
+    if n_jobs is None:
+        return
+    cpus = os.cpu_count() or 1
+    processes = min(parallel_processes(int(n_jobs), cpus), int(os.environ.get(JOBS_ENV, cpus)))
+    if processes == 1:
+        return
+    slot = plan_slots(processes, cpus, visible_gpus())[hydra.job.num % processes]
+    for key, value in slot.thread_settings(cfg.device.intra_op_threads, cfg.device.inter_op_threads).items():
+        OmegaConf.update(cfg, key, value)
+    if slot.gpu is not None and "tensorflow" not in sys.modules:  # a worker process's first job
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
 
 
 def _run_page(settings: Settings, run_id: str) -> str:

@@ -95,6 +95,21 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
 
 
+@pytest.mark.slow
+def test_the_joblib_launcher_runs_jobs_in_processes_with_their_share_of_the_cores(tmp_path, mlflow_store):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
+    result = pipeline_run("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam",
+                          "trainer.epochs=1", "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
+                          f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    assert result.returncode == 0, result.stderr
+    runs = mlflow_store.runs()
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and {run.info.status for run in (parent, *children)} == {"FINISHED"}
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert [run.data.params["device.intra_op_threads"] for run in children] == [share, share]
+
+
 def test_a_bad_value_in_any_job_fails_before_the_first_starts(tmp_path, mlflow_store):
     sweep_dir = tmp_path / "multirun"
     result = pipeline_run("-m", "optimizer.learning_rate=0.1,0.01,-1", mlflow_store.override,
