@@ -217,6 +217,7 @@ class MlflowTracking(Schema):
     run_name: str | None = None
     register_as: str | None = None
     log_model: bool = True
+    system_metrics: bool = True  # CPU, memory, disk, network, GPU: did the device placement do what was asked?
 
     @model_validator(mode="after")
     def _server_needs_uri(self) -> "MlflowTracking":

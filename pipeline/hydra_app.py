@@ -31,7 +31,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     def error(message: str) -> None:
         unknown = message.removeprefix("unrecognized arguments: ")
         if unknown != message:
-            raise PipelineError(f"{unknown}: unknown option; pass key=value overrides, -m for a multirun, or --help")
+            raise PipelineError(f"{unknown}: unknown option; pass key=value overrides, or see --help")
         raise PipelineError(message)
 
     parser.error = error  # type: ignore[method-assign]
@@ -47,6 +47,15 @@ def runs_jobs(args: argparse.Namespace) -> bool:
 
 def is_multirun(args: argparse.Namespace) -> bool:
     return bool(args.multirun) or f"hydra.mode={RunMode.MULTIRUN.name}" in args.overrides
+
+
+def show(args: argparse.Namespace, config_name: str) -> None:
+    """--help, --cfg, --info, ...: what Hydra shows about `conf/<config_name>.yaml` without running anything."""
+    launch(args, _runs_nothing, config_name)
+
+
+def _runs_nothing(cfg: Any) -> None:
+    raise AssertionError("Hydra's show flags run no job")
 
 
 def launch(args: argparse.Namespace, task: Callable[[Any], Any], config_name: str) -> None:

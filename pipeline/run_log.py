@@ -13,11 +13,13 @@ class _Tee:
         self._stream, self._log = stream, log
 
     def write(self, text: str) -> int:
-        self._log.write(text)
+        if not self._log.closed:  # a logging handler made during the run keeps this stream after the run's end
+            self._log.write(text)
         return self._stream.write(text)
 
     def flush(self) -> None:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         self._stream.flush()
 
     def __getattr__(self, name: str):  # isatty, fileno, encoding, ...: the console's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import traceback
@@ -13,7 +14,7 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunTag
-from mlflow.environment_variables import MLFLOW_TRACKING_URI
+from mlflow.environment_variables import MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -31,6 +32,10 @@ NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not wh
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.verbose", "device.", "tracking.")
 RESUMABLE_STATUSES = ("KILLED", "FAILED")
 ERROR_TAG_LENGTH = 500
+# MLflow samples system metrics every 10 s by default and drops a sample cut short by the run's end: a run
+# shorter than that would record none. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, when set, wins.
+SYSTEM_METRICS_INTERVAL_S = 2
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not four lines of start and stop per run
 
 
 @contextmanager
@@ -46,7 +51,10 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     run = _reopen(client, settings.resume, params, uri) if settings.resume else None
     with process_tracking_uri(uri):
         run_id = run.info.run_id if run else _create(client, tracking, uri, parent_run_id)
-        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+        if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
+            mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
+                         log_system_metrics=tracking.system_metrics)
         tracker = MlflowRunTracker(client, run_id, tracking)
         try:
             if run:

@@ -10,9 +10,9 @@ import pytest
 from pipeline.config import PROJECT_ROOT
 
 
-def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240) -> subprocess.CompletedProcess:
+def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
     # PYTHONPATH: this checkout's pipeline, whatever the working directory (an installed one may differ)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT), **env}
     env.pop("PIPELINE_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pipeline.run", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
@@ -78,7 +78,8 @@ def test_hydra_run_dir_holds_the_run_its_hydra_snapshot_and_log(tmp_path):
 def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store):
     sweep_dir = tmp_path / "multirun"
     result = pipeline_run("-m", "optimizer=sgd,adam", "trainer.epochs=1", "trainer.verbose=0",
-                          "data.max_train_samples=200", mlflow_store.override, f"hydra.sweep.dir={sweep_dir}")
+                          "data.max_train_samples=200", mlflow_store.override, f"hydra.sweep.dir={sweep_dir}",
+                          MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.2")  # a sample within these short runs
     assert result.returncode == 0, result.stderr
     runs = mlflow_store.runs()
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
@@ -86,6 +87,7 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert sorted(run.data.params["optimizer.name"] for run in children) == ["adam", "sgd"]
     assert {run.info.status for run in children} == {"FINISHED"}
+    assert all("system/cpu_utilization_percentage" in run.data.metrics for run in children)
     for job in ("0", "1"):
         assert (sweep_dir / job / ".hydra" / "config.yaml").exists() and (sweep_dir / job / "metrics.json").exists()
     client = mlflow_store.client()
