@@ -1,8 +1,10 @@
-"""`python -m pipeline.ui` in a real headless browser: the run list shows a pipeline run, its page val_accuracy."""
+"""`python -m pipeline.ui` in a real headless browser: its link lists a multirun's parent with its children, a
+child's page shows val_accuracy; screenshots stay in the test's temp folder."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, compose_config
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.ui import UiOptions, split_options
 from tests.conftest import QUICK
@@ -43,19 +45,26 @@ def wait_until_healthy(url: str, server: subprocess.Popen, timeout_s: float = 90
 
 
 @pytest.fixture
-def ui_with_a_run(mlflow_store, tmp_path):
-    from pipeline.core import run_pipeline
-
-    overrides = [*QUICK, mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
-    result = run_pipeline(compose_config(overrides), overrides=overrides)
+def ui_with_a_multirun(mlflow_store, tmp_path):
+    """A 2-job multirun in the store, and the UI serving it; yields the experiment link it printed and the runs."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    multirun = subprocess.run([sys.executable, "-m", "pipeline.run", "-m", "optimizer=sgd,adam", *QUICK,
+                               "trainer.epochs=1", mlflow_store.override, f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert multirun.returncode == 0, multirun.stderr
+    runs = mlflow_store.runs()
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), mlflow_store.override],
-                              cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
+        printed = [server.stdout.readline() for _ in range(2)]  # printed before the server takes over
+        link = printed[1].split(": ", 1)[1].strip()
         wait_until_healthy(url, server)
-        yield url, mlflow_store.client().get_run(result.run_id)
+        yield link, parent, children
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and any worker it started
         try:
@@ -66,26 +75,32 @@ def ui_with_a_run(mlflow_store, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
-def test_the_ui_lists_the_run_and_its_page_shows_val_accuracy(ui_with_a_run, tmp_path):
+def test_the_printed_link_lists_the_multirun_parent_with_its_children(ui_with_a_multirun, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    url, run = ui_with_a_run
-    experiment_page = f"{url}/#/experiments/{run.info.experiment_id}/runs"
+    link, parent, children = ui_with_a_multirun
+    assert link.endswith(f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(experiment_page)
-            expect(page.get_by_text(run.info.run_name).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=tmp_path / "run_list.png")
-            page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+            page.goto(link)
+            expect(page.get_by_text(parent.info.run_name).first).to_be_visible(timeout=60_000)
+            expander = page.get_by_role("button", name=re.compile("expand", re.IGNORECASE)).first
+            if expander.count():  # a parent's children are folded under it
+                expander.click()
+            for child in children:
+                expect(page.get_by_text(child.info.run_name).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=tmp_path / "multirun.png")
+            page.goto(f"{link.split('/#/')[0]}/#/experiments/{parent.info.experiment_id}/runs/"
+                      f"{children[0].info.run_id}?workflowType=machine_learning")
             metric = page.get_by_text("val_accuracy").first
             expect(metric).to_be_visible(timeout=60_000)
             metric.scroll_into_view_if_needed()
             page.screenshot(path=tmp_path / "run_page.png")
         finally:
             browser.close()
-    print(f"screenshots: {tmp_path / 'run_list.png'} {tmp_path / 'run_page.png'}")
+    print(f"screenshots: {tmp_path / 'multirun.png'} {tmp_path / 'run_page.png'}")
 
 
 def test_ui_binds_localhost_and_checks_its_port():
