@@ -60,7 +60,7 @@ def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
         try:
             checked.append(check_job(job))
         except PipelineError as error:
-            raise PipelineError(f"job {number} of {len(jobs)}: {error}" if multirun else str(error)) from None
+            raise PipelineError(f"job #{number} of {len(jobs)}: {error}" if multirun else str(error)) from None
     return checked
 
 

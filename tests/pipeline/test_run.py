@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -98,6 +100,27 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
 
 
 @pytest.mark.slow
+def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store):
+    command = [sys.executable, "-m", "pipeline.run", "-m", "optimizer=sgd,adam", "trainer.epochs=500",
+               "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
+               f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not any("val_accuracy" in run.data.metrics for run in mlflow_store.runs()):  # the first job trains
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    runs = mlflow_store.runs()
+    assert len(runs) == 2 and {run.info.status for run in runs} == {"KILLED"}  # the parent and the first job
+
+
+@pytest.mark.slow
 def test_the_joblib_launcher_runs_jobs_in_processes_with_their_share_of_the_cores(tmp_path, mlflow_store):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
     result = pipeline_run("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam",
@@ -117,7 +140,7 @@ def test_a_bad_value_in_any_job_fails_before_the_first_starts(tmp_path, mlflow_s
     result = pipeline_run("-m", "optimizer.learning_rate=0.1,0.01,-1", mlflow_store.override,
                           f"hydra.sweep.dir={sweep_dir}")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: job 2 of 3: optimizer.learning_rate=-1: input should be greater than 0"
+    assert result.stderr.strip() == "error: job #2 of 3: optimizer.learning_rate=-1: input should be greater than 0"
     assert not sweep_dir.exists() and mlflow_store.runs() == []
 
 
