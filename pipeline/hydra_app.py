@@ -36,7 +36,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
     parser.error = error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
-    args.parser = parser
+    args.parser = parser  # Hydra's help prints the parser's flags
     return args
 
 

@@ -18,6 +18,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import CONF_DIR, MlflowTracking, Settings, compose_config, validate
@@ -96,7 +97,7 @@ def run_job(cfg: DictConfig) -> None:
             result = run_pipeline(cfg, overrides=list(hydra.overrides.task),
                                   parent_run_id=os.environ.get(PARENT_RUN_ENV))
         finally:
-            if hydra.mode == hydra.mode.MULTIRUN:
+            if hydra.mode == RunMode.MULTIRUN:
                 release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
         print(f"\nTest metrics ({time.perf_counter() - started:.1f} s, output in {result.output_dir}):")
         for name in ("test_loss", "test_accuracy", "test_f1_macro"):

@@ -6,6 +6,7 @@ grouped under one MLflow parent run. Every job's config is checked before Tensor
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from pipeline import cli, hydra_app, jobs
@@ -19,13 +20,10 @@ def main(argv: list[str] | None = None) -> None:
         multirun = hydra_app.is_multirun(args)
         args.overrides = jobs.hydra_overrides(args.overrides, multirun)
         if not hydra_app.runs_jobs(args):  # --help, --cfg, --info, ...: Hydra shows it
-            hydra_app.launch(args, jobs.run_job, CONFIG_NAME)
+            hydra_app.show(args, CONFIG_NAME)
             return
         checked = jobs.check_jobs(args.overrides, multirun)  # fail on a bad value before TensorFlow is imported
-        if not multirun:
-            hydra_app.launch(args, jobs.run_job, CONFIG_NAME)
-            return
-        with jobs.grouped(checked, args.overrides):
+        with jobs.grouped(checked, args.overrides) if multirun else contextlib.nullcontext():
             hydra_app.launch(args, jobs.run_job, CONFIG_NAME)
 
 
