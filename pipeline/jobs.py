@@ -125,9 +125,9 @@ def _pin_to_share(cfg: DictConfig, hydra: DictConfig) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
 
 
+
 def _run_page(settings: Settings, run_id: str) -> str:
-    from pipeline.tracking.links import run_page_of
+    from pipeline.tracking.links import run_page_with_hint
 
     assert isinstance(settings.tracking, MlflowTracking)
-    served = " (python -m pipeline.ui serves it)" if settings.tracking.name == "local" else ""
-    return run_page_of(settings.tracking, run_id) + served
+    return run_page_with_hint(settings.tracking, run_id)

@@ -35,3 +35,9 @@ def run_page_of(tracking: MlflowTracking, run_id: str) -> str:
     uri = tracking_uri(tracking)
     assert uri is not None
     return run_page(uri, MlflowClient(uri).get_run(run_id).info.experiment_id, run_id)
+
+
+def run_page_with_hint(tracking: MlflowTracking, run_id: str) -> str:
+    """The run's page, and for a local store the command that serves it."""
+    served = " (python -m pipeline.ui serves it)" if tracking.name == "local" else ""
+    return run_page_of(tracking, run_id) + served
