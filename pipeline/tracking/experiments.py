@@ -8,6 +8,7 @@ from typing import Iterator, Mapping
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.config import MlflowTracking
 from pipeline.errors import PipelineError
@@ -36,7 +37,8 @@ def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> s
 @contextmanager
 def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) -> Iterator[str]:
     """A run that only groups others (a multirun's jobs name it as their parent); it ends as they did:
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM."""
+    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM. A child still RUNNING then (its process was
+    killed with a launcher's pool) is closed KILLED."""
     uri = tracking_uri(tracking)
     assert uri is not None
     check_store(uri)
@@ -50,4 +52,13 @@ def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) 
         status = "FAILED"
         raise
     finally:
+        if status != "FINISHED":
+            _kill_running_children(client, run.info.experiment_id, run.info.run_id)
         client.set_terminated(run.info.run_id, status)
+
+
+def _kill_running_children(client: MlflowClient, experiment: str, parent_run_id: str) -> None:
+    running = client.search_runs(
+        [experiment], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    for child in running:
+        client.set_terminated(child.info.run_id, "KILLED")

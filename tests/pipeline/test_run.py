@@ -99,25 +99,34 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
 
 
-@pytest.mark.slow
-def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store):
-    command = [sys.executable, "-m", "pipeline.run", "-m", "optimizer=sgd,adam", "trainer.epochs=500",
-               "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
-               f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProcess:
+    """Start `command`, SIGTERM it once a job has logged an epoch; its outcome."""
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
-        while not any("val_accuracy" in run.data.metrics for run in mlflow_store.runs()):  # the first job trains
+        while not any("val_accuracy" in run.data.metrics for run in store.runs()):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.3)
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
-    runs = mlflow_store.runs()
-    assert len(runs) == 2 and {run.info.status for run in runs} == {"KILLED"}  # the parent and the first job
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
+def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher):
+    if launcher:
+        pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
+    result = sigterm_when_training(
+        [sys.executable, "-m", "pipeline.run", "-m", *launcher, "optimizer=sgd,adam", "trainer.epochs=500",
+         "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"], mlflow_store)
+    assert result.returncode == 130, result.stderr
+    statuses = [run.info.status for run in mlflow_store.runs()]
+    assert "KILLED" in statuses and "RUNNING" not in statuses and "FINISHED" not in statuses, statuses
 
 
 @pytest.mark.slow
