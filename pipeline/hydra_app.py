@@ -21,7 +21,7 @@ from pipeline.errors import PipelineError
 
 VERSION_BASE = "1.3"  # as @hydra.main(version_base="1.3"): no chdir into the output folder
 # Hydra's shortcuts for what a command line shows instead of running jobs.
-SHOW_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
+SHOW_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -36,6 +36,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
     parser.error = error  # type: ignore[method-assign]
     args = parser.parse_args(argv)
+    if args.experimental_rerun is not None:  # @hydra.main's own, before its command line: not offered here
+        raise PipelineError(f"--experimental-rerun {args.experimental_rerun}: not supported; run again with the "
+                            "job's .hydra/overrides.yaml as overrides")
     args.parser = parser  # Hydra's help prints the parser's flags
     return args
 

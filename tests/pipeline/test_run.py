@@ -26,6 +26,8 @@ def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -
         (["optimizer=does_not_exist"], "error: optimizer=does_not_exist: unknown option; choose one of"),
         (["trainer.epochs=0"], "error: trainer.epochs=0: input should be greater than or equal to 1"),
         (["--bogus"], "error: --bogus: unknown option"),
+        (["--resolve"], "error: The --resolve flag can only be used in conjunction with --cfg or --help"),
+        (["--experimental-rerun", "config.pickle"], "error: --experimental-rerun config.pickle: not supported"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_tensorflow(args, expected):
