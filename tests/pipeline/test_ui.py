@@ -101,6 +101,31 @@ def test_the_printed_link_lists_the_multirun_parent_with_its_children(ui_with_a_
     print(f"screenshots: {tmp_path / 'multirun.png'} {tmp_path / 'run_page.png'}")
 
 
+@pytest.mark.slow
+def test_open_shows_the_experiment_page_in_the_browser_once_the_server_answers(mlflow_store, tmp_path):
+    opened = tmp_path / "opened"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), "--open", mlflow_store.override],
+                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True,
+                              env={**os.environ, "BROWSER": f"sh -c 'echo \"%s\" > {opened}'"})  # webbrowser's hook
+    try:
+        printed = [server.stdout.readline() for _ in range(2)]
+        link = printed[1].split(": ", 1)[1].strip()
+        experiment = mlflow_store.client().get_experiment_by_name("kerastrack").experiment_id
+        assert link == f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+        deadline = time.monotonic() + 90
+        while not (opened.exists() and opened.read_text().strip()):
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            time.sleep(0.3)
+        assert opened.read_text().strip() == link
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            assert response.status == 200  # opened once the server answered
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def test_ui_binds_localhost_and_checks_its_port():
     assert split_options(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == UiOptions(
         5123, False, ["tracking.uri=sqlite:////x.db"])
