@@ -6,6 +6,8 @@ One process, one SQLite store in a temp dir (migrated before timing). A warm-up 
 traces) is not counted; the pairs alternate which run goes first. Prints the overhead per run (wall time
 local minus none), the tracker's fixed cost split into its parts, and its per-epoch cost (the epoch
 callback's own time, median over all epochs). Targets: fixed <= 1.0 s per run, per-epoch <= 5 ms median.
+Each pair also runs tracking=local with tracking.system_metrics=false: what MLflow's system metrics add to a
+run's wall time (target <= 0.1 s), and the monitor's own start and stop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
+
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from pipeline import tracking
 from pipeline.config import compose_config
@@ -38,7 +42,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         uri = f"sqlite:///{scratch}/mlruns/mlflow.db"
         common = [f"trainer.epochs={args.epochs}", "trainer.verbose=0", f"output_dir={scratch}/out", *overrides]
-        variants = {"local": [*common, "tracking=local", f"tracking.uri={uri}"], "none": [*common, "tracking=none"]}
+        local = [*common, "tracking=local", f"tracking.uri={uri}"]
+        variants = {"local": local, "none": [*common, "tracking=none"],
+                    "local, no system metrics": [*local, "tracking.system_metrics=false"]}
         from mlflow import MlflowClient
 
         Path(scratch, "mlruns").mkdir()
@@ -50,22 +56,29 @@ def main() -> None:
             timings.clear()
             wall: Timings = defaultdict(list)
             for pair in range(args.pairs):
-                order = ["local", "none"] if pair % 2 == 0 else ["none", "local"]
+                order = list(variants) if pair % 2 == 0 else list(reversed(variants))
                 for name in order:
                     started = time.perf_counter()
                     run_pipeline(compose_config(variants[name]), overrides=variants[name])
                     wall[name].append(time.perf_counter() - started)
                 overhead = wall["local"][-1] - wall["none"][-1]
                 print(f"pair {pair + 1}: local {wall['local'][-1]:.2f} s, none {wall['none'][-1]:.2f} s, "
-                      f"overhead {overhead:+.2f} s", flush=True)
+                      f"overhead {overhead:+.2f} s; without system metrics "
+                      f"{wall['local, no system metrics'][-1]:.2f} s", flush=True)
 
     overheads = [local - none for local, none in zip(wall["local"], wall["none"])]
+    system_metrics = [on - off for on, off in zip(wall["local"], wall["local, no system metrics"])]
     fixed = [sum(parts) for parts in zip(*(timings[part] for part in FIXED_PARTS))]
     print(f"\n{args.pairs} pairs, {args.epochs} epochs, {' '.join(overrides) or 'defaults (digits, mlp)'}:")
     print(f"  wall-time overhead per run (local - none), median   {statistics.median(overheads):+.3f} s")
     print(f"  tracker fixed cost per run, median                  {statistics.median(fixed):.3f} s  (target <= 1.0)")
     for part in FIXED_PARTS:
         print(f"    {part:<46} {statistics.median(timings[part]):.3f} s")
+    print(f"  system metrics: wall-time cost per run, median      {statistics.median(system_metrics):+.3f} s  "
+          f"(target <= 0.1)")
+    print(f"    monitor start + stop, median                       "
+          f"{statistics.median(timings['system metrics start']) + statistics.median(timings['system metrics stop']):.3f} s")
+    print(f"    monitor thread's CPU time per run, median         {statistics.median(timings['system metrics thread']):.3f} s")
     epoch_ms = [1000 * value for value in timings["epoch callback"]]
     print(f"  per-epoch cost (epoch callback), median             {statistics.median(epoch_ms):.2f} ms  "
           f"(max {max(epoch_ms):.2f} ms; target <= 5 ms)")
@@ -76,15 +89,18 @@ def instrumented(timings: Timings):
     """Time the tracker's parts by wrapping them where the core and the tracker look them up."""
     originals: list[tuple[Any, str, Any]] = []
 
-    def wrap(owner: Any, name: str, label: str) -> None:
+    def wrap(owner: Any, name: str, label: str, clock: Callable[[], float] = time.perf_counter) -> None:
         original = getattr(owner, name)
         originals.append((owner, name, original))
-        setattr(owner, name, timed(original, label, timings))
+        setattr(owner, name, timed(original, label, timings, clock))
 
     wrap(mlflow_tracker.MlflowRunTracker, "log_datasets", "datasets")
     wrap(mlflow_tracker, "log_keras_model", "model logging")
     wrap(mlflow_tracker.MlflowRunTracker, "log_results", "log_results")
     wrap(mlflow_tracker.EpochLogger, "on_epoch_end", "epoch callback")
+    wrap(SystemMetricsMonitor, "start", "system metrics start")
+    wrap(SystemMetricsMonitor, "finish", "system metrics stop")
+    wrap(SystemMetricsMonitor, "monitor", "system metrics thread", clock=time.thread_time)  # its CPU time
     original_run = tracking.tracked_run
     originals.append((tracking, "tracked_run", original_run))
     tracking.tracked_run = timed_run(original_run, timings)
@@ -99,13 +115,13 @@ def instrumented(timings: Timings):
                 total - model for total, model in zip(timings.pop("log_results"), timings["model logging"])]
 
 
-def timed(function: Callable, label: str, timings: Timings) -> Callable:
+def timed(function: Callable, label: str, timings: Timings, clock: Callable[[], float] = time.perf_counter) -> Callable:
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        started = clock()
         try:
             return function(*args, **kwargs)
         finally:
-            timings[label].append(time.perf_counter() - started)
+            timings[label].append(clock() - started)
 
     return wrapper
 

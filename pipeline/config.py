@@ -218,6 +218,7 @@ class MlflowTracking(Schema):
     run_name: str | None = None
     register_as: str | None = None
     log_model: bool = True
+    system_metrics: bool = True  # CPU, memory, disk, network, GPU: did the device placement do what was asked?
 
     @model_validator(mode="after")
     def _server_needs_uri(self) -> "MlflowTracking":
@@ -263,7 +264,7 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str
     try:
         return _compose(list(overrides), config_name)
     except (HydraException, OmegaConfBaseException) as error:
-        raise PipelineError(_one_line_hydra_error(error, list(overrides), config_name)) from None
+        raise PipelineError(one_line_hydra_error(error, list(overrides), config_name)) from None
 
 
 def _compose(overrides: list[str], config_name: str) -> DictConfig:
@@ -271,7 +272,7 @@ def _compose(overrides: list[str], config_name: str) -> DictConfig:
         return compose(config_name=config_name, overrides=overrides)
 
 
-def _one_line_hydra_error(error: Exception, overrides: list[str], config_name: str) -> str:
+def one_line_hydra_error(error: Exception, overrides: list[str], config_name: str) -> str:
     message = str(error).strip()
     if isinstance(error, MissingConfigException) and error.options is not None:
         match = re.search(r"Could not find '([^']+)'", message)

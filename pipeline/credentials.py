@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from pathlib import Path
 
 USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"
@@ -22,6 +23,14 @@ _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P
 def redact(text: str) -> str:
     """`text` with every URL password replaced by ***."""
     return _URL_PASSWORD.sub(lambda match: f"{match['head']}{MASK}@", text)
+
+
+def redact_files(folder: Path) -> None:
+    """Mask the passwords in the text files of `folder` (Hydra's .hydra/ snapshot of the command line)."""
+    for path in folder.glob("*.yaml"):
+        text = path.read_text()
+        if redact(text) != text:
+            path.write_text(redact(text))
 
 
 def basic_auth_header() -> dict[str, str]:

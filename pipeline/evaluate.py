@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from pipeline import cli
 from pipeline.config import MlflowTracking, Settings, compose_config, validate
 from pipeline.errors import PipelineError
+from pipeline.tracking.links import run_page_with_hint
 
 URI_SCHEMES = ("models:/", "runs:/")
 USAGE = """usage: python -m pipeline.evaluate model=<URI> [key=value ...] [--cfg job]
@@ -71,11 +72,13 @@ def main(argv: list[str] | None = None) -> None:
         if command.show_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return
-        metrics, run_id = evaluate(model_uri, validate(cfg))  # validated before TensorFlow is imported
+        settings = validate(cfg)  # before TensorFlow is imported
+        metrics, run_id = evaluate(model_uri, settings)
         print(f"Test metrics of {model_uri}:")
         for name, value in metrics.items():
             print(f"  {name:<16} {value:.4f}")
-        print(f"MLflow run {run_id} (python -m pipeline.ui to browse)")
+        assert isinstance(settings.tracking, MlflowTracking)  # evaluate() refuses tracking=none
+        print(f"MLflow run {run_id}: {run_page_with_hint(settings.tracking, run_id)}")
 
 
 if __name__ == "__main__":

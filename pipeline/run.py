@@ -1,47 +1,30 @@
-"""`python -m pipeline.run [key=value ...] [--cfg job]`: train and evaluate once."""
+"""`python -m pipeline.run [key=value ...] [-m] [--cfg job|hydra|all] [--help]`: train and evaluate, a Hydra app.
+
+One run, or with -m a multirun of one run per combination of the sweep overrides (optimizer=sgd,adam ...),
+grouped under one MLflow parent run. Every job's config is checked before TensorFlow is imported.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import sys
-import time
 
-from omegaconf import OmegaConf
+from pipeline import cli, hydra_app, jobs
 
-from pipeline import cli, cluster
-from pipeline.config import compose_config, validate
-
-USAGE = """usage: python -m pipeline.run [key=value ...] [--cfg job]
-
-Trains and evaluates one model. Config groups (conf/): data, model, optimizer, trainer, device, tracking,
-experiment. Examples:
-  python -m pipeline.run optimizer=adam
-  python -m pipeline.run trainer=custom model=small_cnn data=npz data.path=../shared/data/mnist-sample.npz
-  python -m pipeline.run experiment=mnist_small_cnn_sgd
-  python -m pipeline.run --cfg job        # print the composed config
-  python -m pipeline.run resume=<run id>  # continue a killed run from its last checkpoint"""
+CONFIG_NAME = "config"
 
 
 def main(argv: list[str] | None = None) -> None:
     with cli.reported_errors():
-        command = cli.parse_args(sys.argv[1:] if argv is None else argv, USAGE)
-        cfg = compose_config(command.overrides)
-        if command.show_config:
-            print(OmegaConf.to_yaml(cfg, resolve=True))
+        args = hydra_app.parse(sys.argv[1:] if argv is None else argv)
+        multirun = hydra_app.is_multirun(args)
+        args.overrides = jobs.hydra_overrides(args.overrides, multirun)
+        if not hydra_app.runs_jobs(args):  # --help, --cfg, --info, ...: Hydra shows it
+            hydra_app.show(args, CONFIG_NAME)
             return
-        settings = validate(cfg)  # fail on a bad value before TensorFlow is imported
-        if settings.device.name == "multi_worker":
-            cluster.from_environment()  # and on a malformed TF_CONFIG
-        from pipeline.core import run_pipeline
-
-        started = time.perf_counter()
-        result = run_pipeline(cfg, overrides=command.overrides)
-        print(f"\nTest metrics ({time.perf_counter() - started:.1f} s, output in {result.output_dir}):")
-        for name in ("test_loss", "test_accuracy", "test_f1_macro"):
-            print(f"  {name:<14} {result.test_metrics[name]:.4f}")
-        if result.run_id:
-            print(f"MLflow run {result.run_id} (python -m pipeline.ui to browse)")
-        if result.model_id:
-            print(f"Model models:/{result.model_id} (python -m pipeline.evaluate model=models:/{result.model_id})")
+        checked = jobs.check_jobs(args.overrides, multirun)  # fail on a bad value before TensorFlow is imported
+        with jobs.grouped(checked, args.overrides) if multirun else contextlib.nullcontext():
+            hydra_app.launch(args, jobs.run_job, CONFIG_NAME)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
+from pipeline.tracking.links import run_page_with_hint
 from sweeps.context import SweepContext
 from sweeps.heartbeat import fail_stale_trials, wait_for_running_trials
 from sweeps.mlflow_runs import SweepRuns
@@ -35,6 +36,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
+    if parent_run_id:
+        print(f"[sweep] MLflow parent run: {run_page_with_hint(sweep.pipeline.tracking, parent_run_id)}", flush=True)
     status = "KILLED"
     try:
         run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 import signal
-import subprocess
 import sys
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
 
 from pipeline.errors import PipelineError
+from pipeline.worker_slots import WorkerSlot, plan_slots, visible_gpus  # noqa: F401 - sweeps.sweep plans with them
 from sweeps.context import SweepContext
 from sweeps.heartbeat import Heartbeat, fail_stale_trials
 from sweeps.mlflow_runs import PARENT_RUN_ATTR
@@ -21,44 +19,6 @@ from sweeps.study import claim_trial, counted_trials, make_pruner, make_sampler,
 from sweeps.trial_config import TrialConfigs
 
 REASON_ATTR = "reason"
-
-
-@dataclass(frozen=True)
-class WorkerSlot:
-    """One worker's share of the machine: TensorFlow thread pools (0 = TensorFlow's choice) and a GPU."""
-
-    index: int
-    intra_op_threads: int
-    inter_op_threads: int
-    gpu: str | None = None
-
-    def overrides(self, intra_set: int, inter_set: int) -> list[str]:
-        """Thread-pool overrides, unless the user set device.*_op_threads."""
-        return [
-            *([f"device.intra_op_threads={self.intra_op_threads}"] if intra_set == 0 else []),
-            *([f"device.inter_op_threads={self.inter_op_threads}"] if inter_set == 0 else []),
-        ]
-
-
-def plan_slots(n_workers: int, cpu_count: int, gpus: list[str]) -> list[WorkerSlot]:
-    """Split the cores evenly (so workers do not fight over them) and deal the GPUs round-robin."""
-    if n_workers == 1:
-        return [WorkerSlot(0, 0, 0)]
-    intra = max(1, cpu_count // n_workers)
-    return [WorkerSlot(i, intra, 1, gpus[i % len(gpus)] if gpus else None) for i in range(n_workers)]
-
-
-def visible_gpus() -> list[str]:
-    """GPU ids a worker may be pinned to, found without importing TensorFlow."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [gpu.strip() for gpu in listed.split(",") if gpu.strip() and gpu.strip() != "-1"]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    query = subprocess.run(
-        ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, check=False
-    )
-    return query.stdout.split() if query.returncode == 0 else []
 
 
 def work(sweep: SweepContext, slot: WorkerSlot) -> None:

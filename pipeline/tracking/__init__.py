@@ -13,7 +13,7 @@ from pipeline.config import NoTracking, Settings
 from pipeline.tracking.store import tracking_uri
 from pipeline.tracking.tracker import RunTracker
 
-__all__ = ["RunTracker", "tracked_run", "tracking_uri"]
+__all__ = ["RunTracker", "grouping_run", "tracked_run", "tracking_uri"]
 
 
 @contextmanager
@@ -37,3 +37,15 @@ def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Pat
     with mlflow_run(settings, overrides=overrides, output_dir=output_dir,
                     parent_run_id=parent_run_id, tags=tags) as tracker:
         yield tracker
+
+
+@contextmanager
+def grouping_run(settings: Settings, *, name: str, tags: Mapping[str, str]) -> Iterator[str | None]:
+    """The parent run of a group of runs (a multirun's jobs), or None with tracking=none."""
+    if isinstance(settings.tracking, NoTracking):
+        yield None
+        return
+    from pipeline.tracking.experiments import parent_run
+
+    with parent_run(settings.tracking, name=name, tags=tags) as run_id:
+        yield run_id

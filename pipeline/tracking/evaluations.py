@@ -9,7 +9,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.config import MlflowTracking
 from pipeline.dataset import Dataset
-from pipeline.tracking.lifecycle import experiment_id
+from pipeline.tracking.experiments import experiment_id
 from pipeline.tracking.mlflow_tracker import dataset_input
 from pipeline.tracking.store import tracking_uri
 

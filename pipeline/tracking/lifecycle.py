@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import traceback
@@ -13,25 +14,29 @@ import mlflow
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunTag
-from mlflow.environment_variables import MLFLOW_TRACKING_URI
+from mlflow.environment_variables import MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline.config import MlflowTracking, Settings, flatten
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
+from pipeline.tracking.experiments import experiment_id
 from pipeline.tracking.mlflow_tracker import CHECKPOINTS, MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
-from pipeline.tracking.store import artifact_location, check_store, tracking_uri
+from pipeline.tracking.store import check_store, tracking_uri
 
 NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
 # A resumed run may differ from the original only in these (longer training, another machine, tracking options).
 RESUMABLE_CHANGES = ("trainer.epochs", "trainer.verbose", "device.", "tracking.")
 RESUMABLE_STATUSES = ("KILLED", "FAILED")
 ERROR_TAG_LENGTH = 500
-EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI opens a model-training experiment in its "Model training" view
+# MLflow samples system metrics every 10 s by default and drops a sample cut short by the run's end: a run
+# shorter than that would record none. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, when set, wins.
+SYSTEM_METRICS_INTERVAL_S = 2
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # not four lines of start and stop per run
 
 
 @contextmanager
@@ -47,7 +52,10 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     run = _reopen(client, settings.resume, params, uri) if settings.resume else None
     with process_tracking_uri(uri):
         run_id = run.info.run_id if run else _create(client, tracking, uri, parent_run_id)
-        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None)
+        if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
+            mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
+        mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
+                         log_system_metrics=tracking.system_metrics)
         tracker = MlflowRunTracker(client, run_id, tracking)
         try:
             if run:
@@ -85,23 +93,6 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
 def _create(client: MlflowClient, tracking: MlflowTracking, uri: str, parent_run_id: str | None) -> str:
     tags = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
     return client.create_run(experiment_id(client, tracking, uri), tags=tags).info.run_id
-
-
-def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> str:
-    """tracking.experiment's id, created on first use with its artifacts beside a SQLite store."""
-    experiment = client.get_experiment_by_name(tracking.experiment)
-    if experiment is None:
-        try:
-            return client.create_experiment(tracking.experiment, artifact_location=artifact_location(uri),
-                                            tags={EXPERIMENT_KIND: "custom_model_development"})
-        except MlflowException as error:  # another process (a parallel sweep trial) created it first
-            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
-                raise
-            experiment = client.get_experiment_by_name(tracking.experiment)
-    if experiment.lifecycle_stage == "deleted":
-        raise PipelineError(f"tracking.experiment={tracking.experiment}: that experiment is deleted in {uri}; "
-                            "restore it (mlflow experiments restore) or choose another name")
-    return experiment.experiment_id
 
 
 def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],
@@ -165,6 +156,8 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
         checkpoints = output_dir / CHECKPOINTS
         if checkpoints.is_dir() and any(checkpoints.iterdir()):
             client.log_artifacts(run_id, str(checkpoints), CHECKPOINTS)
+        for log in output_dir.glob("*.log"):  # the run's console output (pipeline.run tees it into its folder)
+            client.log_text(run_id, redact(log.read_text(errors="replace")), log.name)
         if error_text:
             client.log_text(run_id, redact(error_text), "error.txt")
         if tags:

@@ -104,7 +104,8 @@ def test_two_workers_train_in_step_and_only_the_chief_records(tmp_path, mlflow_s
     losses = [m.value for m in mlflow_store.client().get_metric_history(run.info.run_id, "train_loss")]
     assert len(losses) == 2
     assert sorted(path.name for path in (tmp_path / "worker0" / "checkpoints").iterdir()) == CHECKPOINT_FILES
-    assert not (tmp_path / "worker1").exists()  # the other worker's scratch folder is gone
+    # The other worker's folder keeps only its console log and Hydra's snapshot; its scratch checkpoints are gone.
+    assert sorted(path.name for path in (tmp_path / "worker1").iterdir()) == [".hydra", "run.log"]
 
     single = run_pipeline(compose(*QUICK_MULTI[1:], "device=cpu", "trainer.epochs=2", "tracking=none",
                                   f"output_dir={tmp_path}/single", quick=False))

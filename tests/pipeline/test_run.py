@@ -1,17 +1,20 @@
-"""The command line: one-line errors with a non-zero exit, --cfg job, and a full run writing metrics.json."""
+"""The command line, a Hydra app: one-line errors with exit 2, Hydra's flags, runs and multiruns in their folders."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from pipeline.config import PROJECT_ROOT
 
 
-def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
+    # PYTHONPATH: this checkout's pipeline, whatever the working directory (an installed one may differ)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT), **env}
     env.pop("PIPELINE_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pipeline.run", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
@@ -23,6 +26,8 @@ def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240) -> subprocess
         (["optimizer=does_not_exist"], "error: optimizer=does_not_exist: unknown option; choose one of"),
         (["trainer.epochs=0"], "error: trainer.epochs=0: input should be greater than or equal to 1"),
         (["--bogus"], "error: --bogus: unknown option"),
+        (["--resolve"], "error: The --resolve flag can only be used in conjunction with --cfg or --help"),
+        (["--experimental-rerun", "config.pickle"], "error: --experimental-rerun config.pickle: not supported"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_tensorflow(args, expected):
@@ -60,3 +65,104 @@ def test_a_run_prints_and_writes_test_metrics(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.5
     assert f"test_accuracy  {metrics['test_accuracy']:.4f}" in result.stdout
+
+
+def test_hydra_run_dir_holds_the_run_its_hydra_snapshot_and_log(tmp_path):
+    run_dir = tmp_path / "run"
+    result = pipeline_run("tracking=none", "trainer.epochs=1", "trainer.verbose=0", "data.max_train_samples=200",
+                          f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (run_dir / "metrics.json").exists() and (run_dir / "checkpoints" / "last.keras").exists()
+    assert "trainer.epochs=1" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "epochs: 1" in (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "test_accuracy" in (run_dir / "run.log").read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # nothing in the working directory
+
+
+def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store):
+    sweep_dir = tmp_path / "multirun"
+    result = pipeline_run("-m", "optimizer=sgd,adam", "trainer.epochs=1", "trainer.verbose=0",
+                          "data.max_train_samples=200", mlflow_store.override, f"hydra.sweep.dir={sweep_dir}",
+                          MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.2")  # a sample within these short runs
+    assert result.returncode == 0, result.stderr
+    runs = mlflow_store.runs()
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(run.data.params["optimizer.name"] for run in children) == ["adam", "sgd"]
+    assert {run.info.status for run in children} == {"FINISHED"}
+    assert all("system/cpu_utilization_percentage" in run.data.metrics for run in children)
+    for job in ("0", "1"):
+        assert (sweep_dir / job / ".hydra" / "config.yaml").exists() and (sweep_dir / job / "metrics.json").exists()
+    client = mlflow_store.client()
+    assert "run.log" in [artifact.path for artifact in client.list_artifacts(children[0].info.run_id)]
+    experiment = parents[0].info.experiment_id
+    for run in (*parents, *children):  # each run's page, in the UI's Model-training view
+        assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
+
+
+def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProcess:
+    """Start `command`, SIGTERM it once a job has logged an epoch; its outcome."""
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not any("val_accuracy" in run.data.metrics for run in store.runs()):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
+def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher):
+    if launcher:
+        pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
+    result = sigterm_when_training(
+        [sys.executable, "-m", "pipeline.run", "-m", *launcher, "optimizer=sgd,adam", "trainer.epochs=500",
+         "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"], mlflow_store)
+    assert result.returncode == 130, result.stderr
+    statuses = [run.info.status for run in mlflow_store.runs()]
+    assert "KILLED" in statuses and "RUNNING" not in statuses and "FINISHED" not in statuses, statuses
+
+
+@pytest.mark.slow
+def test_the_joblib_launcher_runs_jobs_in_processes_with_their_share_of_the_cores(tmp_path, mlflow_store):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
+    result = pipeline_run("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer=sgd,adam",
+                          "trainer.epochs=1", "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
+                          f"hydra.sweep.dir={tmp_path / 'multirun'}")
+    assert result.returncode == 0, result.stderr
+    runs = mlflow_store.runs()
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and {run.info.status for run in (parent, *children)} == {"FINISHED"}
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    assert [run.data.params["device.intra_op_threads"] for run in children] == [share, share]
+
+
+def test_a_bad_value_in_any_job_fails_before_the_first_starts(tmp_path, mlflow_store):
+    sweep_dir = tmp_path / "multirun"
+    result = pipeline_run("-m", "optimizer.learning_rate=0.1,0.01,-1", mlflow_store.override,
+                          f"hydra.sweep.dir={sweep_dir}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: job #2 of 3: optimizer.learning_rate=-1: input should be greater than 0"
+    assert not sweep_dir.exists() and mlflow_store.runs() == []
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--info"], "Config search path"),
+    (["--shell-completion", "install=bash"], "hydra_bash_completion()"),
+    (["--cfg", "hydra"], "sweep:"),
+    (["--cfg", "all", "--resolve", "optimizer=sgd"], "name: sgd"),
+    (["--help"], "experiment: fashion_logistic,"),
+])
+def test_hydras_flags_show_without_running(flags, expected):
+    result = pipeline_run(*flags)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout

@@ -1,4 +1,5 @@
-"""`python -m pipeline.ui` in a real headless browser: the run list shows a pipeline run, its page val_accuracy."""
+"""`python -m pipeline.ui` in a real headless browser: its link lists a multirun's parent with its children, a
+child's page shows val_accuracy; screenshots stay in the test's temp folder."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, compose_config
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
-from pipeline.ui import split_port
+from pipeline.ui import UiOptions, split_options
 from tests.conftest import QUICK
 from tests.ports import free_port
 
@@ -37,19 +38,26 @@ def wait_until_healthy(url: str, server: subprocess.Popen, timeout_s: float = 90
 
 
 @pytest.fixture
-def ui_with_a_run(mlflow_store, tmp_path):
-    from pipeline.core import run_pipeline
-
-    overrides = [*QUICK, mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
-    result = run_pipeline(compose_config(overrides), overrides=overrides)
+def ui_with_a_multirun(mlflow_store, tmp_path):
+    """A 2-job multirun in the store, and the UI serving it; yields the experiment link it printed and the runs."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    multirun = subprocess.run([sys.executable, "-m", "pipeline.run", "-m", "optimizer=sgd,adam", *QUICK,
+                               "trainer.epochs=1", mlflow_store.override, f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+                              cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert multirun.returncode == 0, multirun.stderr
+    runs = mlflow_store.runs()
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), mlflow_store.override],
-                              cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                              cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
+        printed = [server.stdout.readline() for _ in range(2)]  # printed before the server takes over
+        link = printed[1].split(": ", 1)[1].strip()
         wait_until_healthy(url, server)
-        yield url, mlflow_store.client().get_run(result.run_id)
+        yield link, parent, children
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # its own session: the server and any worker it started
         try:
@@ -60,35 +68,66 @@ def ui_with_a_run(mlflow_store, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
-def test_the_ui_lists_the_run_and_its_page_shows_val_accuracy(ui_with_a_run, tmp_path):
+def test_the_printed_link_lists_the_multirun_parent_with_its_children(ui_with_a_multirun, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    url, run = ui_with_a_run
-    experiment_page = f"{url}/#/experiments/{run.info.experiment_id}/runs"
+    link, parent, children = ui_with_a_multirun
+    assert link.endswith(f"/#/experiments/{parent.info.experiment_id}/runs?workflowType=machine_learning")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(experiment_page)
-            expect(page.get_by_text(run.info.run_name).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=tmp_path / "run_list.png")
-            page.goto(f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+            page.goto(link)
+            expect(page.get_by_text(parent.info.run_name).first).to_be_visible(timeout=60_000)
+            parent_row = page.get_by_role("row").filter(has_text=parent.info.run_name)
+            parent_row.get_by_role("button").first.click()  # its children are folded under it
+            for child in children:
+                expect(page.get_by_text(child.info.run_name).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=tmp_path / "multirun.png")
+            page.goto(f"{link.split('/#/')[0]}/#/experiments/{parent.info.experiment_id}/runs/"
+                      f"{children[0].info.run_id}?workflowType=machine_learning")
             metric = page.get_by_text("val_accuracy").first
             expect(metric).to_be_visible(timeout=60_000)
             metric.scroll_into_view_if_needed()
             page.screenshot(path=tmp_path / "run_page.png")
         finally:
             browser.close()
-    print(f"screenshots: {tmp_path / 'run_list.png'} {tmp_path / 'run_page.png'}")
+    print(f"screenshots: {tmp_path / 'multirun.png'} {tmp_path / 'run_page.png'}")
+
+
+@pytest.mark.slow
+def test_open_shows_the_experiment_page_in_the_browser_once_the_server_answers(mlflow_store, tmp_path):
+    opened = tmp_path / "opened"
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), "--open", mlflow_store.override],
+                              cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True,
+                              env={**os.environ, "BROWSER": f"sh -c 'echo \"%s\" > {opened}'"})  # webbrowser's hook
+    try:
+        printed = [server.stdout.readline() for _ in range(2)]
+        link = printed[1].split(": ", 1)[1].strip()
+        experiment = mlflow_store.client().get_experiment_by_name("kerastrack").experiment_id
+        assert link == f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs?workflowType=machine_learning"
+        deadline = time.monotonic() + 90
+        while not (opened.exists() and opened.read_text().strip()):
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            time.sleep(0.3)
+        assert opened.read_text().strip() == link
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            assert response.status == 200  # opened once the server answered
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def test_ui_binds_localhost_and_checks_its_port():
-    assert split_port(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == (5123, ["tracking.uri=sqlite:////x.db"])
-    assert split_port(["--port=8080"]) == (8080, [])
-    assert split_port([]) == (5000, [])
+    assert split_options(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == UiOptions(
+        5123, False, ["tracking.uri=sqlite:////x.db"])
+    assert split_options(["--port=8080", "--open"]) == UiOptions(8080, True, [])
+    assert split_options([]) == UiOptions(5000, False, [])
     for bad in (["--port", "http"], ["--port"], ["--port=70000"]):
         with pytest.raises(PipelineError, match=r"^--port .*: expected a port number from 1 to 65535$"):
-            split_port(bad)
+            split_options(bad)
 
 
 def test_ui_with_tracking_none_is_one_line_and_exit_2():

@@ -1,0 +1,43 @@
+"""Links into the MLflow UI that land on the Model-training view, never on the GenAI overview.
+
+MLflow 3's UI remembers a GenAI / Model-training switch per browser and defaults to GenAI (traces, token usage),
+whatever the experiment's kind; `workflowType=machine_learning` in the link picks the runs table, with a sweep's
+or multirun's parent run expandable to its children.
+"""
+
+from __future__ import annotations
+
+from pipeline.config import MlflowTracking
+from pipeline.tracking.store import tracking_uri
+
+UI_HOST = "127.0.0.1"  # `python -m pipeline.ui` serves here: this machine only, the UI has no authentication
+UI_PORT = 5000
+MODEL_TRAINING = "workflowType=machine_learning"
+
+
+def ui_address(uri: str, port: int = UI_PORT) -> str:
+    """A tracking server is its own UI; a local store is browsed with `python -m pipeline.ui`."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://{UI_HOST}:{port}"
+
+
+def experiment_page(uri: str, experiment_id: str, port: int = UI_PORT) -> str:
+    return f"{ui_address(uri, port)}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING}"
+
+
+def run_page(uri: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_address(uri)}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING}"
+
+
+def run_page_of(tracking: MlflowTracking, run_id: str) -> str:
+    """The page of a run known only by its id (its experiment is looked up in the store)."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(tracking)
+    assert uri is not None
+    return run_page(uri, MlflowClient(uri).get_run(run_id).info.experiment_id, run_id)
+
+
+def run_page_with_hint(tracking: MlflowTracking, run_id: str) -> str:
+    """The run's page, and for a local store the command that serves it."""
+    served = " (python -m pipeline.ui serves it)" if tracking.name == "local" else ""
+    return run_page_of(tracking, run_id) + served
