@@ -28,7 +28,10 @@ def main(argv: list[str] | None = None) -> None:
         if command.show_config:
             print(OmegaConf.to_yaml(cfg, resolve=True))
             return
-        validate(cfg)  # fail on a bad value before TensorFlow is imported
+        settings = validate(cfg)  # fail on a bad value before TensorFlow is imported
+        from pipeline.data import load_data
+
+        load_data(settings.data)  # bad data fails before TensorFlow too; run_pipeline reuses this read (kept)
         from pipeline.core import run_pipeline
 
         started = time.perf_counter()

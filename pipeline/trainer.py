@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from pipeline import stop
 from pipeline.config import TrainerSettings
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 from pipeline.device import Placement
 from pipeline.optimizer import current_learning_rate
 

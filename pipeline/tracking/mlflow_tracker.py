@@ -18,7 +18,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from pipeline.config import MlflowTracking
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.models import log_keras_model
 from pipeline.tracking.reports import write_model_summary, write_reports

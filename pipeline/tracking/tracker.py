@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 
 if TYPE_CHECKING:
     import keras
