@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from pipeline.errors import PipelineError
 
@@ -24,6 +23,8 @@ def hold_out(pool: Split, fraction: float, seed: int, key: str, held: str) -> tu
             f"{key}={fraction} leaves {n_held} {held} and {n_kept} training images out of {len(y)}; "
             f"allowed: a fraction that leaves at least 1 image on each side"
         )
+    from sklearn.model_selection import train_test_split  # 1.9 s to import: not before the data passed its checks
+
     class_sizes = np.unique(y, return_counts=True)[1]
     stratify = y if class_sizes.min() >= 2 and min(n_held, n_kept) >= len(class_sizes) else None
     x_kept, x_held, y_kept, y_held = train_test_split(x, y, test_size=n_held, random_state=seed, stratify=stratify)
