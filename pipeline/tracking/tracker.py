@@ -27,6 +27,9 @@ class RunTracker:
     def fetch_checkpoints(self, into: Path) -> bool:
         return False
 
+    def log_tags(self, tags: dict[str, str]) -> None:
+        pass
+
     def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
                     test_metrics: dict[str, float], y_pred: np.ndarray, artifacts: bool = True) -> str | None:
         """Test metrics and reports; with `artifacts`, also the model and plots. Returns the model's id."""
