@@ -26,7 +26,7 @@ from pipeline.optimizer import current_learning_rate
 LOSS = "sparse_categorical_crossentropy"
 METRICS = ["accuracy"]
 CALL_SECONDS = 0.5  # steps_per_execution=auto: the time one compiled call aims at
-PROBE_STEPS, PROBE_SECONDS = 20, 0.3  # at most, for auto's timing probe (after one step that traces)
+PROBE_STEPS, PROBE_SECONDS = 10, 0.2  # at most, for auto's timing probe (after one step that traces)
 
 def make_datasets(data: Dataset, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Shuffled training batches (seeded, reshuffled each epoch) and validation batches."""
@@ -113,7 +113,20 @@ def resolve_steps_per_execution(settings: TrainerSettings, model: keras.Model, d
     steps_per_epoch = math.ceil(len(data.x_train) / settings.batch_size)
     if settings.steps_per_execution != "auto":
         return min(settings.steps_per_execution, steps_per_epoch)
-    return max(1, min(steps_per_epoch, round(CALL_SECONDS / _probe_step_seconds(model, data, settings.batch_size))))
+    return max(1, min(steps_per_epoch, round(CALL_SECONDS / _step_seconds(model, data, settings.batch_size))))
+
+
+# Probed step times by what sets them, so that a sweep worker's trials of one network probe once (a probe costs
+# a trace and up to PROBE_SECONDS).
+_probed: dict[tuple, float] = {}
+
+
+def _step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
+    key = (model.count_params(), len(model.layers), data.input_shape, batch_size, type(model.optimizer).__name__,
+           bool(model.jit_compile), model.distribute_strategy.num_replicas_in_sync)
+    if key not in _probed:
+        _probed[key] = _probe_step_seconds(model, data, batch_size)
+    return _probed[key]
 
 
 def _probe_step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
