@@ -157,7 +157,9 @@ def _compiled_model(settings, model, data, placement, state, checkpoint_dir) -> 
     with placement.scope():
         if state.epochs_done:
             # The .keras checkpoint carries the optimizer state too, so training continues where it stopped.
-            return keras.models.load_model(checkpoint_dir / checkpoints.LAST)
+            model = keras.models.load_model(checkpoint_dir / checkpoints.LAST)
+            model.jit_compile = trainer.uses_xla(settings.trainer, placement)  # a resumed run may change it
+            return model
         steps_per_epoch = math.ceil(len(data.x_train) / settings.trainer.batch_size)
         optimizer = build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs)
         trainer.compile_model(settings.trainer, model, optimizer, placement)
