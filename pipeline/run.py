@@ -30,7 +30,6 @@ def main(argv: list[str] | None = None) -> None:
             return
         settings = validate(cfg)  # fail on a bad value before TensorFlow is imported
         from pipeline.data import load_data
-
         load_data(settings.data)  # bad data fails before TensorFlow too; run_pipeline reuses this read (kept)
         from pipeline.core import run_pipeline
 
