@@ -30,8 +30,7 @@ from keras import layers
 
 from pipeline.config import PROJECT_ROOT, compose_config, validate
 from pipeline.core import release_memory, run_pipeline
-from pipeline.data import load_data
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset, load_data
 from pipeline.trainer import make_datasets
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"

@@ -1,11 +1,14 @@
-"""Training throughput: bare `model.fit` vs the pipeline's `fit` and `custom` trainers, in one process.
+"""Training throughput of the tutorials' networks: the pipeline's `fit` and `custom` trainers, one step per call
+and `trainer.steps_per_execution=auto`, each against bare `model.fit` (default settings) in the same process.
 
-    python benchmarks/training_speed.py [--rounds 3] [--epochs 4] [--samples 16000] [--model small_cnn] [key=value ...]
+    python -m benchmarks.training_speed [--rounds 2] [--epochs 3] [--samples 8000] [--networks mlp small_cnn wide_cnn]
+                                        [key=value ...]
 
-Each round trains the same model on the same data three ways, in rotating order. Throughput is measured
-between the ends of the first and the last epoch (tracing and start-up excluded; the pipeline's own
-callbacks, checkpoints included). Also times `python -m pipeline.run optimizer=does_not_exist`.
-Extra key=value arguments are pipeline overrides (e.g. device=gpu) applied to all three.
+Each round trains every variant of a network on the same data (the MNIST sample, tiled to --samples images) in
+rotating order. Throughput is measured between the ends of the first and the last epoch (tracing, the auto probe and
+start-up excluded; the pipeline's own callbacks, checkpoints included). Also times
+`python -m pipeline.run optimizer=does_not_exist` and a missing data file (both fail before TensorFlow loads).
+Extra key=value arguments are pipeline overrides (e.g. device=gpu) applied to every variant.
 """
 
 from __future__ import annotations
@@ -22,49 +25,69 @@ import keras
 import numpy as np
 
 from pipeline.config import PROJECT_ROOT, compose_config, validate
-from pipeline.core import run_pipeline
+from pipeline.core import release_memory, run_pipeline
 from pipeline.data import load_data
 from pipeline.device import place, seed_everything
 from pipeline.model import build_model
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"
+# The tutorials' networks and batch sizes: 004's final MLP (79,510 parameters), 000's small CNN (8,630), 002's CNN
+# (4,738,826).
+NETWORKS = {
+    "mlp": ["model=mlp", "model.hidden_units=[100]", "model.dropout=0.3", "trainer.batch_size=32"],
+    "small_cnn": ["model=small_cnn", "trainer.batch_size=64"],
+    "wide_cnn": ["model=wide_cnn", "trainer.batch_size=32"],
+}
+BARE = "bare model.fit"
+VARIANTS = {
+    "fit, 1 step/call": ["trainer=fit", "trainer.steps_per_execution=1"],
+    "fit, auto": ["trainer=fit", "trainer.steps_per_execution=auto"],
+    "custom, 1 step/call": ["trainer=custom", "trainer.steps_per_execution=1"],
+    "custom, auto": ["trainer=custom", "trainer.steps_per_execution=auto"],
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=16000, help="training images (the MNIST sample, tiled)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--model", default="small_cnn")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="at least 2: the first epoch (tracing) is not timed")
+    parser.add_argument("--samples", type=int, default=8000, help="training images (the MNIST sample, tiled)")
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     args, overrides = parser.parse_known_args()
 
+    table = []
     with tempfile.TemporaryDirectory() as scratch:
         data_path = enlarged_mnist(Path(scratch) / "mnist.npz", args.samples)
-        common = [f"data=npz", f"data.path={data_path}", f"model={args.model}", "optimizer=adam",
-                  f"trainer.epochs={args.epochs}", f"trainer.batch_size={args.batch_size}", "trainer.verbose=0",
-                  "tracking=none", f"output_dir={scratch}/out", *overrides]
-        train_size = len(load_data(validate(compose_config(common)).data).x_train)
-        throughput: dict[str, list[float]] = {"bare model.fit": [], "pipeline fit": [], "pipeline custom": []}
-        runners = {
-            "bare model.fit": lambda: bare_fit(common),
-            "pipeline fit": lambda: pipeline_fit([*common, "trainer=fit"]),
-            "pipeline custom": lambda: pipeline_fit([*common, "trainer=custom"]),
-        }
-        names = list(runners)
-        for round_ in range(args.rounds):
-            for name in names[round_ % 3:] + names[:round_ % 3]:
-                clock = runners[name]()
-                throughput[name].append(train_size * (len(clock.ends) - 1) / (clock.ends[-1] - clock.ends[0]))
-                print(f"round {round_ + 1} {name:<16} {throughput[name][-1]:>9,.0f} samples/s", flush=True)
+        for network in args.networks:
+            common = ["data=npz", f"data.path={data_path}", *NETWORKS[network], "optimizer=adam",
+                      f"trainer.epochs={args.epochs}", "trainer.verbose=0", "tracking=none",
+                      f"output_dir={scratch}/out", *overrides]
+            train_size = len(load_data(validate(compose_config(common)).data).x_train)
+            runners = {BARE: lambda: bare_fit(common)}
+            runners.update({name: (lambda extra=extra: pipeline_fit([*common, *extra])) for name, extra in VARIANTS.items()})
+            throughput: dict[str, list[float]] = {name: [] for name in runners}
+            names = list(runners)
+            for round_ in range(args.rounds):
+                shift = round_ % len(names)
+                for name in names[shift:] + names[:shift]:
+                    clock = runners[name]()
+                    release_memory()
+                    throughput[name].append(train_size * (len(clock.ends) - 1) / (clock.ends[-1] - clock.ends[0]))
+                    print(f"{network} round {round_ + 1} {name:<20} {throughput[name][-1]:>9,.0f} samples/s", flush=True)
+            baseline = statistics.median(throughput[BARE])
+            table.append((network, baseline, {name: statistics.median(values) / baseline
+                                              for name, values in throughput.items() if name != BARE}))
 
-    baseline = statistics.median(throughput["bare model.fit"])
-    print(f"\nmedian over {args.rounds} rounds, {args.samples} images, model={args.model}, "
-          f"batch {args.batch_size}, {' '.join(overrides) or 'default device'}:")
-    for name, values in throughput.items():
-        median = statistics.median(values)
-        print(f"  {name:<16} {median:>9,.0f} samples/s   {median / baseline:.3f}x bare model.fit")
-    print(f"\n`python -m pipeline.run optimizer=does_not_exist` to error: {time_to_error():.2f} s (median of 5)")
+    print(f"\nmedian of {args.rounds} rounds, {args.samples} images, {args.epochs} epochs, "
+          f"{' '.join(overrides) or 'default device'}; ratios against bare model.fit in the same run:\n")
+    print(f"| network | bare `model.fit` | {' | '.join(VARIANTS)} |")
+    print(f"|---|---|{'---|' * len(VARIANTS)}")
+    for network, baseline, ratios in table:
+        print(f"| {network} | {baseline:,.0f} samples/s | {' | '.join(f'{ratios[name]:.2f}x' for name in VARIANTS)} |")
+    print(f"\n`python -m pipeline.run optimizer=does_not_exist` to the error: "
+          f"{time_to_error('optimizer=does_not_exist'):.2f} s (median of 5)")
+    print(f"`python -m pipeline.run data=npz data.path=/nonexistent.npz` to the error: "
+          f"{time_to_error('data=npz', 'data.path=/nonexistent.npz'):.2f} s (median of 5)")
 
 
 def enlarged_mnist(path: Path, samples: int) -> Path:
@@ -87,9 +110,9 @@ class EpochClock(keras.callbacks.Callback):
 
 
 def bare_fit(overrides: list[str]) -> EpochClock:
-    """What a notebook does: same model, data, device and seed, plain compile and fit on NumPy arrays."""
+    """What a notebook does: same model, data, device and seed, plain compile (Keras's defaults: one step per call)
+    and fit on NumPy arrays."""
     settings = validate(compose_config(overrides))
-    keras.backend.clear_session()
     placement = place(settings.device)
     seed_everything(settings.seed, settings.deterministic)
     data = load_data(settings.data)
@@ -109,12 +132,11 @@ def pipeline_fit(overrides: list[str]) -> EpochClock:
     return clock
 
 
-def time_to_error() -> float:
+def time_to_error(*arguments: str) -> float:
     times = []
     for _ in range(5):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipeline.run", "optimizer=does_not_exist"], cwd=PROJECT_ROOT,
-                       capture_output=True)
+        subprocess.run([sys.executable, "-m", "pipeline.run", *arguments], cwd=PROJECT_ROOT, capture_output=True)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

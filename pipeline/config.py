@@ -13,7 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator,
+)
 
 from pipeline.errors import PipelineError
 from pipeline.imports import find_object
@@ -192,6 +194,22 @@ class TrainerSettings(Schema):
     checkpoint: CheckpointSettings = CheckpointSettings()
     early_stopping: EarlyStoppingSettings = EarlyStoppingSettings()
     terminate_on_nan: bool = True
+    steps_per_execution: PositiveInt | Literal["auto"] = "auto"  # training steps per compiled call
+    jit_compile: bool | Literal["auto"] = "auto"  # XLA; auto: only on a GPU
+
+    @field_validator("steps_per_execution", mode="before")
+    @classmethod
+    def _positive_int_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"trainer.steps_per_execution={value!r}: allowed: a positive integer or auto")
+
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _bool_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"trainer.jit_compile={value!r}: allowed: auto, true or false")
 
 
 # --- device -----------------------------------------------------------------------------------

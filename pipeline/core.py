@@ -84,17 +84,17 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, *, o
         tracker.log_datasets(data)
         state = _resume_state(settings, tracker, checkpoint_dir)
         model = _compiled_model(settings, model, data, placement, state, checkpoint_dir)
-        run_callbacks = [
-            *trainer.standard_callbacks(settings.trainer),
-            *checkpoints.checkpoint_callbacks(checkpoint_dir, settings.trainer.checkpoint, state),
-            *filter(None, [tracker.epoch_callback()]),
-            *callbacks,
-        ]
+        run_callbacks = trainer.training_callbacks(
+            settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *callbacks]
+        )
+        steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
+        tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
         print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
-              f"trainer={settings.trainer.name}, epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
+              f"trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
+              f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
         trainer.train(
             settings.trainer, model, data, placement, run_callbacks,
-            seed=settings.seed, initial_epoch=state.epochs_done,
+            steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
         )
         _check_finite(state.history)
         if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
@@ -179,13 +179,12 @@ def _compiled_model(settings, model, data, placement, state, checkpoint_dir) -> 
     with placement.scope():
         if state.epochs_done:
             # The .keras checkpoint carries the optimizer state too, so training continues where it stopped.
-            return keras.models.load_model(checkpoint_dir / checkpoints.LAST)
+            model = keras.models.load_model(checkpoint_dir / checkpoints.LAST)
+            model.jit_compile = trainer.uses_xla(settings.trainer, placement)  # a resumed run may change it
+            return model
         steps_per_epoch = math.ceil(len(data.x_train) / settings.trainer.batch_size)
-        model.compile(
-            optimizer=build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        optimizer = build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs)
+        trainer.compile_model(settings.trainer, model, optimizer, placement)
         return model
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import f1_score
 
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import cluster
 from pipeline.config import CONF_DIR, MlflowTracking, Settings, compose_config, validate
 from pipeline.credentials import redact_files
+from pipeline.data import load_data
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
 from pipeline.worker_slots import parallel_processes, plan_slots, visible_gpus
@@ -53,6 +54,7 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
 def check_job(overrides: list[str]) -> Settings:
     """A job's config composed and validated: what must hold before any TensorFlow work starts."""
     settings = validate(compose_config(overrides))
+    load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG
     return settings

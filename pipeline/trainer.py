@@ -1,6 +1,7 @@
 """Training: `trainer=fit` (Keras model.fit) and `trainer=custom` (a compiled tf.GradientTape loop).
 
-Both read the same tf.data pipeline and drive the same Keras callbacks, so checkpoints, early stopping,
+This module owns what both share: the compiled loss and metrics, the callbacks, XLA and the steps per compiled
+call. Both read the same tf.data pipeline and drive the same Keras callbacks, so checkpoints, early stopping,
 stop-on-NaN, tracking and pruning behave alike whichever trainer runs.
 """
 
@@ -8,16 +9,25 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import keras
 import tensorflow as tf
 
 from pipeline import stop
+from pipeline.checkpoints import TrainingState, checkpoint_callbacks
 from pipeline.config import TrainerSettings
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 from pipeline.device import Placement
 from pipeline.optimizer import current_learning_rate
+
+# The pipeline's task, for both trainers: integer class labels against softmax probabilities.
+LOSS = "sparse_categorical_crossentropy"
+METRICS = ["accuracy"]
+CALL_SECONDS = 0.5  # steps_per_execution=auto: the time one compiled call aims at
+CLUSTER_STEPS_PER_EXECUTION = 16  # auto on device=multi_worker: a SIGTERM still stops all workers within 16 steps
+PROBE_STEPS, PROBE_SECONDS = 10, 0.2  # at most, for auto's timing probe (after one step that traces)
 
 def make_datasets(data: Dataset, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """Shuffled training batches (seeded, reshuffled each epoch) and validation batches."""
@@ -78,8 +88,11 @@ class StopOnRequest(keras.callbacks.Callback):
         return float(strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: flag), axis=None)) > 0
 
 
-def standard_callbacks(settings: TrainerSettings) -> list[keras.callbacks.Callback]:
-    """The callbacks every run gets: epoch stats, stop on NaN, optional early stopping."""
+def training_callbacks(
+    settings: TrainerSettings, checkpoint_dir: Path, state: TrainingState, extra: Sequence[keras.callbacks.Callback]
+) -> list[keras.callbacks.Callback]:
+    """Every run's callbacks, in order: epoch stats, stop on NaN, optional early stopping, checkpoints, then
+    `extra` (tracking, a sweep's pruning), so that these see the epoch logs the first ones completed."""
     callbacks: list[keras.callbacks.Callback] = [EpochStats()]
     if settings.terminate_on_nan:
         callbacks.append(StopOnNaN())
@@ -90,7 +103,66 @@ def standard_callbacks(settings: TrainerSettings) -> list[keras.callbacks.Callba
                 monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience, min_delta=stopping.min_delta
             )
         )
-    return callbacks
+    return [*callbacks, *checkpoint_callbacks(checkpoint_dir, settings.checkpoint, state), *extra]
+
+
+def compile_model(settings: TrainerSettings, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                  placement: Placement) -> None:
+    """The one place the loss and metrics are chosen: `trainer=custom` reads them from the compiled model.
+    Call inside `placement.scope()`."""
+    model.compile(optimizer=optimizer, loss=LOSS, metrics=METRICS, jit_compile=uses_xla(settings, placement))
+
+
+def uses_xla(settings: TrainerSettings, placement: Placement) -> bool:
+    if settings.jit_compile != "auto":
+        return settings.jit_compile
+    # On a CPU XLA made these networks 1.7-3x slower (measured); on a GPU it fuses kernels.
+    return any("GPU" in device.upper() for device in placement.devices)
+
+
+def resolve_steps_per_execution(settings: TrainerSettings, model: keras.Model, data: Dataset,
+                                placement: Placement) -> int:
+    """trainer.steps_per_execution, `auto` resolved: as many steps as take about CALL_SECONDS, from a probe's
+    step time; never more than an epoch's steps (conf/trainer/fit.yaml explains the rule)."""
+    steps_per_epoch = math.ceil(len(data.x_train) / settings.batch_size)
+    if settings.steps_per_execution != "auto":
+        return min(settings.steps_per_execution, steps_per_epoch)
+    if placement.cluster:  # no probe: Keras's train_on_batch fails under the multi-worker strategy, and every
+        return min(steps_per_epoch, CLUSTER_STEPS_PER_EXECUTION)  # worker must run the same steps per call
+    return max(1, min(steps_per_epoch, round(CALL_SECONDS / _step_seconds(model, data, settings.batch_size))))
+
+
+# Probed step times by what sets them, so that a sweep worker's trials of one network probe once (a probe costs
+# a trace and up to PROBE_SECONDS).
+_probed: dict[tuple, float] = {}
+
+
+def _step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
+    key = (model.count_params(), len(model.layers), data.input_shape, batch_size, type(model.optimizer).__name__,
+           bool(model.jit_compile), model.distribute_strategy.num_replicas_in_sync)
+    if key not in _probed:
+        _probed[key] = _probe_step_seconds(model, data, batch_size)
+    return _probed[key]
+
+
+def _probe_step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
+    """Seconds per training step, one step per call, on the first training batch; the model's weights, the
+    optimizer's state and the dropout seeds are put back afterwards, so the probe trains nothing."""
+    x, y = data.x_train[:batch_size], data.y_train[:batch_size]
+    with model.distribute_strategy.scope():
+        model.optimizer.build(model.trainable_variables)  # a no-op once built (a resumed model)
+    state = [*model.variables, *model.optimizer.variables]
+    saved = [variable.numpy() for variable in state]
+    model.train_on_batch(x, y)  # traces the step
+    steps, started = 0, time.perf_counter()
+    while steps < PROBE_STEPS and time.perf_counter() - started < PROBE_SECONDS:
+        model.train_on_batch(x, y)  # returns floats: each call waits for its step
+        steps += 1
+    seconds = (time.perf_counter() - started) / steps
+    for variable, value in zip(state, saved):
+        variable.assign(value)
+    model.reset_metrics()
+    return seconds
 
 
 def train(
@@ -100,12 +172,18 @@ def train(
     placement: Placement,
     callbacks: Sequence[keras.callbacks.Callback],
     *,
+    steps_per_execution: int,
     seed: int,
     initial_epoch: int = 0,
 ) -> None:
-    """Train a compiled model from `initial_epoch` to `settings.epochs`; callbacks see every epoch's logs.
-    A SIGTERM stops it between two steps (KeyboardInterrupt)."""
+    """Train a compiled model from `initial_epoch` to `settings.epochs`, `steps_per_execution` steps per compiled
+    call; callbacks see every epoch's logs. A SIGTERM stops it between two calls (KeyboardInterrupt)."""
     train_batches, val_batches = make_datasets(data, settings.batch_size, seed)
+    # What compile(steps_per_execution=N) sets; both trainers read it (fit's train and test functions are
+    # rebuilt, as the probe may have built them for one step per call).
+    model.steps_per_execution = steps_per_execution
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
     with stop.deferred_during_training():
         TRAINERS[settings.name](
             settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest(placement)], initial_epoch
@@ -125,7 +203,7 @@ def _fit(settings, model, train_batches, val_batches, placement, callbacks, init
 
 
 def _custom(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
-    GradientTapeLoop(model, placement.strategy).fit(
+    GradientTapeLoop(model, placement.strategy, val_batches).fit(
         train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch
     )
 
@@ -134,32 +212,40 @@ TRAINERS: dict[str, Callable[..., None]] = {"fit": _fit, "custom": _custom}
 
 
 class GradientTapeLoop:
-    """The "training loop from scratch" of the Keras guides, compiled, and distributed when the strategy is."""
+    """The "training loop from scratch" of the Keras guides, compiled, and distributed when the strategy is.
+    The loss, metrics, optimizer, XLA and steps per call are the compiled model's (see `compile_model`)."""
 
-    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy):
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, val_batches: tf.data.Dataset):
         self.model = model
         self.strategy = strategy
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-        with strategy.scope():
-            self.train_loss = keras.metrics.Mean(name="loss")
-            self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-            self.val_loss = keras.metrics.Mean(name="val_loss")
-            self.val_accuracy = keras.metrics.SparseCategoricalAccuracy(name="val_accuracy")
-        self.metrics = (self.train_loss, self.train_accuracy, self.val_loss, self.val_accuracy)
-        self._train_step = self._compiled_train_step()
+        # model.metrics: the loss's running mean (Keras's tracker, "loss"), then the compiled metrics.
+        self.loss_tracker, *self.compiled_metrics = model.metrics
+        # A validation batch: iterating the training batches would advance their seeded shuffle by an epoch.
+        self._build(*next(iter(val_batches)))
+        self._train_steps = self._compiled_train_steps()
         self._evaluate = self._compiled_evaluation()
 
-    def _compiled_train_step(self) -> Callable:
-        # As in Keras's own trainer: XLA (compile's resolved jit_compile, on with a GPU) on the per-replica
-        # step, and a graph function that pulls the next batch from the iterator itself.
+    def _build(self, x, y) -> None:
+        """Create the optimizer's and metrics' variables up front, in the strategy's scope (not in a replica)."""
+        with self.strategy.scope():
+            self.model.optimizer.build(self.model.trainable_variables)
+            y_pred = self.model(x[:1], training=False)
+            for metric in self.compiled_metrics:
+                if not metric.built:
+                    metric.build(y[:1], y_pred)
+
+    def _compiled_train_steps(self) -> Callable:
+        # As in Keras's own trainer: XLA (compile's jit_compile) on the per-replica step, and a graph function
+        # that pulls its batches from the iterator itself, `steps` of them per call.
         replica_step = tf.function(self._replica_train_step, jit_compile=bool(self.model.jit_compile))
 
         @tf.function
-        def train_step(iterator):
-            self.strategy.run(replica_step, args=next(iterator))
-            return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
+        def train_steps(iterator, steps):
+            for _ in tf.range(steps):
+                self.strategy.run(replica_step, args=next(iterator))
+            return self._results()
 
-        return train_step
+        return train_steps
 
     def _compiled_evaluation(self) -> Callable:
         @tf.function
@@ -170,30 +256,40 @@ class GradientTapeLoop:
         return evaluate
 
     def _replica_train_step(self, x, y) -> None:
-        optimizer = self.model.optimizer
+        model, optimizer = self.model, self.model.optimizer
         with tf.GradientTape() as tape:
-            probabilities = self.model(x, training=True)
-            per_example = self.loss_fn(y, probabilities)
-            # Average over the global batch, so gradients summed across replicas match one device.
-            loss = tf.nn.compute_average_loss(per_example)
-            if self.model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            y_pred = model(x, training=True)
+            # The compiled loss plus regularization, divided by the replica count, so that the gradients summed
+            # across replicas match one device.
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
             scaled = optimizer.scale_loss(loss)  # identity unless mixed precision wraps a LossScaleOptimizer
-        gradients = tape.gradient(scaled, self.model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-        self.train_loss.update_state(per_example)
-        self.train_accuracy.update_state(y, probabilities)
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        self._update_metrics(x, y, y_pred, loss)
 
     def _replica_test_step(self, x, y) -> None:
-        probabilities = self.model(x, training=False)
-        self.val_loss.update_state(self.loss_fn(y, probabilities))
-        self.val_accuracy.update_state(y, probabilities)
+        y_pred = self.model(x, training=False)
+        self._update_metrics(x, y, y_pred, self.model.compute_loss(x=x, y=y, y_pred=y_pred, training=False))
+
+    def _update_metrics(self, x, y, y_pred, loss) -> None:
+        # The running mean is per image, as in fit: each batch's (unscaled) loss weighted by its size.
+        self.loss_tracker.update_state(loss * self.strategy.num_replicas_in_sync, sample_weight=tf.shape(x)[0])
+        for metric in self.compiled_metrics:
+            metric.update_state(y, y_pred)
+
+    def _results(self) -> dict[str, tf.Tensor]:
+        results = {}
+        for metric in self.model.metrics:
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
 
     def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> None:
         steps = int(train_batches.cardinality())
         # Across workers, each takes its share of every global batch (the index dataset has no files to shard).
         sharding = tf.data.Options()
         sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        per_call = self.model.steps_per_execution
         train_batches = self.strategy.experimental_distribute_dataset(train_batches.with_options(sharding))
         val_batches = self.strategy.experimental_distribute_dataset(val_batches)
         callback_list = keras.callbacks.CallbackList(
@@ -204,18 +300,24 @@ class GradientTapeLoop:
         callback_list.on_train_begin()
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, settings.epochs):
-            for metric in self.metrics:
-                metric.reset_state()
+            self.model.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             batches = iter(train_batches)
-            for step in range(steps):
-                callback_list.on_train_batch_begin(step)
-                # The logs stay tensors: nothing waits for the device unless a callback reads them.
-                callback_list.on_train_batch_end(step, self._train_step(batches))
+            done = 0
+            while done < steps:
+                calls = min(per_call, steps - done)
+                callback_list.on_train_batch_begin(done)
+                # The logs stay tensors: nothing waits for the device unless a callback reads them. As in fit,
+                # the batch callbacks (progress bar, stop request) run once per call, with its last step's index.
+                call_logs = self._train_steps(batches, tf.constant(calls))
+                done += calls
+                callback_list.on_train_batch_end(done - 1, call_logs)
                 if self.model.stop_training:
                     break
+            logs = {name: float(value) for name, value in self._results().items()}
+            self.model.reset_metrics()
             self._evaluate(val_batches)
-            logs = {metric.name: float(metric.result()) for metric in self.metrics}
+            logs.update({f"val_{name}": float(value) for name, value in self._results().items()})
             callback_list.on_epoch_end(epoch, logs)
             if self.model.stop_training:
                 break

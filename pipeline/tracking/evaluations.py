@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.config import MlflowTracking
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 from pipeline.tracking.experiments import experiment_id
 from pipeline.tracking.mlflow_tracker import dataset_input
 from pipeline.tracking.store import tracking_uri

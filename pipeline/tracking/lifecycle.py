@@ -30,7 +30,10 @@ from pipeline.tracking.store import check_store, tracking_uri
 
 NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
 # A resumed run may differ from the original only in these (longer training, another machine, tracking options).
-RESUMABLE_CHANGES = ("trainer.epochs", "trainer.verbose", "device.", "tracking.")
+# Settings that change how fast or where a run trains, not what it learns.
+RESUMABLE_CHANGES = (
+    "trainer.epochs", "trainer.verbose", "trainer.steps_per_execution", "trainer.jit_compile", "device.", "tracking.",
+)
 RESUMABLE_STATUSES = ("KILLED", "FAILED")
 ERROR_TAG_LENGTH = 500
 # MLflow samples system metrics every 10 s by default and drops a sample cut short by the run's end: a run

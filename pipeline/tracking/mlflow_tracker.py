@@ -14,11 +14,11 @@ import mlflow.data
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.entities import DatasetInput, InputTag, Metric
+from mlflow.entities import DatasetInput, InputTag, Metric, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from pipeline.config import MlflowTracking
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.models import log_keras_model
 from pipeline.tracking.reports import write_model_summary, write_reports
@@ -83,6 +83,10 @@ class MlflowRunTracker(RunTracker):
             # Parallel workers logging the same dataset race on MLflow's check-then-insert (a UNIQUE
             # violation for the loser); on the second try the dataset exists and is only linked.
             self.client.log_inputs(self.run_id, datasets=inputs)
+
+    def log_tags(self, tags: dict[str, str]) -> None:
+        """Tags, not params: a resumed run may resolve a value differently (params cannot change)."""
+        self.client.log_batch(self.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
 
     def fetch_checkpoints(self, into: Path) -> bool:
         return download_checkpoints(self.client, self.run_id, into)

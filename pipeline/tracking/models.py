@@ -12,7 +12,7 @@ from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
 from mlflow.types import Schema, TensorSpec
 
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 from pipeline.errors import PipelineError
 
 MODEL_NAME = "model"

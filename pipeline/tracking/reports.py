@@ -10,7 +10,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI 
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import classification_report, confusion_matrix
 
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 
 LEARNING_CURVE = "plots/learning_curve.png"
 CONFUSION_MATRIX = "plots/confusion_matrix.png"

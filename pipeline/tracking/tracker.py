@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset
 
 if TYPE_CHECKING:
     import keras
@@ -26,6 +26,9 @@ class RunTracker:
 
     def fetch_checkpoints(self, into: Path) -> bool:
         return False
+
+    def log_tags(self, tags: dict[str, str]) -> None:
+        pass
 
     def log_results(self, *, model: keras.Model, data: Dataset, history: dict[str, list[float]],
                     test_metrics: dict[str, float], y_pred: np.ndarray, artifacts: bool = True) -> str | None:

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from pipeline.config import DataSettings, compose_config, validate
-from pipeline.data import FASHION_FILES, FASHION_NAMES, load_data
-from pipeline.dataset import Dataset
+from pipeline.data import Dataset, load_data
+from pipeline.data.fashion_mnist import FASHION_FILES, FASHION_NAMES
 from pipeline.errors import PipelineError
 
 KERAS_SOURCES = pytest.mark.parametrize(
@@ -102,6 +102,23 @@ def test_loading_digits_does_not_import_tensorflow() -> None:
         "load_data(validate(compose_config([])).data); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_a_data_error_from_the_command_line_comes_before_tensorflow(tmp_path: Path) -> None:
+    path = write_npz(tmp_path / "bad.npz", {**labeled_arrays(), "y_train": np.full(40, 9.5)})
+    # The CLI exits 2 through SystemExit; the wrapper then reports whether TensorFlow was ever imported.
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['pipeline.run', 'data=npz', 'data.path={path}', 'tracking=none']\n"
+        "try:\n    runpy.run_module('pipeline.run', run_name='__main__')\n"
+        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: data.path={path}: y_train holds non-integer labels (e.g. 9.5); " \
+                                    "allowed: integer class indices", result.stderr
+    assert result.stdout.strip() == "tensorflow imported: False"
 
 
 # --- data=npz ----------------------------------------------------------------------------------

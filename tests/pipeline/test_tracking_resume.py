@@ -41,14 +41,17 @@ def wait_for_epochs(store, process: subprocess.Popen, epochs: int, timeout_s: fl
 
 
 def test_sigterm_kills_the_run_and_resume_continues_it(mlflow_store, tmp_path: Path):
-    first = start_run(mlflow_store.override, "trainer.epochs=500", f"output_dir={tmp_path / 'first'}")
+    # Several steps per call (7 an epoch here); the resumed run may pick another number (auto).
+    first = start_run(mlflow_store.override, "trainer.epochs=500", "trainer.steps_per_execution=3",
+                      f"output_dir={tmp_path / 'first'}")
     try:
         run_id = wait_for_epochs(mlflow_store, first, epochs=2)
         first.send_signal(signal.SIGTERM)
-        _, stderr = first.communicate(timeout=120)
+        stdout, stderr = first.communicate(timeout=120)
     finally:
         first.kill()
     assert first.returncode == 130, stderr
+    assert "3 steps per call" in stdout
     assert "interrupted" in stderr
     client = mlflow_store.client()
     assert client.get_run(run_id).info.status == "KILLED"

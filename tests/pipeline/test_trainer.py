@@ -71,21 +71,76 @@ def test_a_diverging_run_stops_on_nan_and_fails_in_one_line(compose, tmp_path, t
 
 
 @pytest.mark.parametrize("trainer_name", ["fit", "custom"])
-def test_sigterm_during_training_stops_between_steps(compose, trainer_name):
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_sigterm_during_training_stops_within_one_call(compose, trainer_name, steps_per_execution):
     settings = validate(compose(f"trainer={trainer_name}", "trainer.epochs=50"))
     data = load_data(settings.data)
+    placement = place(settings.device)
     model = build_model(settings.model, data.input_shape, data.num_classes)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    steps: list[int] = []
+    trainer.compile_model(settings.trainer, model, keras.optimizers.Adam(), placement)
+    calls: list[int] = []
 
-    class SignalAtStepThree(keras.callbacks.Callback):
+    class SignalInThirdCall(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            steps.append(batch)
-            if len(steps) == 3:
+            calls.append(batch)
+            if len(calls) == 3:
                 stop.on_sigterm(signal.SIGTERM, None)  # noted, not raised inside Keras
 
     with pytest.raises(KeyboardInterrupt):
-        trainer.train(settings.trainer, model, data, place(settings.device), [SignalAtStepThree()], seed=0)
-    assert len(steps) == 3  # stopped right after the step it arrived in
+        trainer.train(settings.trainer, model, data, placement, [SignalInThirdCall()],
+                      steps_per_execution=steps_per_execution, seed=0)
+    # One batch hook per call, at the call's first step; the request noted there stops before that call runs.
+    assert calls == [0, steps_per_execution, 2 * steps_per_execution]
+    assert int(model.optimizer.iterations) == 2 * steps_per_execution
     with pytest.raises(KeyboardInterrupt):  # outside training a SIGTERM still stops at once
         stop.on_sigterm(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize("trainer_name", ["fit", "custom"])
+def test_several_steps_per_call_give_the_same_epoch_metrics(compose, tmp_path, trainer_name):
+    # 400 images in batches of 32: 13 steps an epoch, so 4 per call ends each epoch with a call of 1.
+    same = ["deterministic=true", "seed=3", f"trainer={trainer_name}", "model.dropout=0.2"]
+    one = run(compose, tmp_path / "one", *same, "trainer.steps_per_execution=1")
+    four = run(compose, tmp_path / "four", *same, "trainer.steps_per_execution=4")
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(one.history[name], four.history[name], rtol=1e-6, err_msg=name)
+    assert one.test_metrics == pytest.approx(four.test_metrics, rel=1e-6)
+
+
+def test_auto_steps_per_execution_fills_about_half_a_second_and_trains_nothing(compose, monkeypatch):
+    monkeypatch.setattr(trainer, "_probed", {})  # probe here, whatever earlier tests measured
+    settings = validate(compose("trainer.batch_size=8"))
+    data = load_data(settings.data)
+    placement = place(settings.device)
+    with placement.scope():
+        model = build_model(settings.model, data.input_shape, data.num_classes)
+        trainer.compile_model(settings.trainer, model, keras.optimizers.Adam(), placement)
+    weights = [variable.numpy() for variable in model.variables]
+    steps = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
+    # A small MLP steps in milliseconds: the cap, one epoch's 50 steps, wins.
+    assert steps == 50
+    assert int(model.optimizer.iterations) == 0
+    for before, after in zip(weights, model.variables):
+        np.testing.assert_array_equal(before, after.numpy())
+    explicit = validate(compose("trainer.batch_size=8", "trainer.steps_per_execution=7")).trainer
+    assert trainer.resolve_steps_per_execution(explicit, model, data, placement) == 7
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("trainer.steps_per_execution=0", "trainer.steps_per_execution=0: allowed: a positive integer or auto"),
+        ("trainer.steps_per_execution=fast", "trainer.steps_per_execution='fast': allowed: a positive integer or auto"),
+        ("trainer.jit_compile=maybe", "trainer.jit_compile='maybe': allowed: auto, true or false"),
+    ],
+)
+def test_bad_steps_per_execution_or_jit_compile_is_named(compose, override, expected):
+    with pytest.raises(PipelineError) as caught:
+        validate(compose(override))
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize("jit_compile, expected", [("auto", False), ("true", True), ("false", False)])
+def test_xla_is_used_only_on_a_gpu_unless_asked(compose, jit_compile, expected):
+    settings = validate(compose("device=cpu", f"trainer.jit_compile={jit_compile}"))
+    assert trainer.uses_xla(settings.trainer, place(settings.device)) is expected
