@@ -10,26 +10,29 @@ from optuna.trial import TrialState
 
 from pipeline.errors import PipelineError
 from sweeps.context import SweepContext, redact
-from sweeps.heartbeat import fail_stale_trials, wait_for_running_trials
+from sweeps.heartbeat import wait_for_running_trials
 from sweeps.mlflow_runs import SweepRuns
-from sweeps.report import SweepSummary, log_to_parent, summarize
+from sweeps.report import BASELINE_ATTR, SweepSummary, log_to_parent, summarize
 from sweeps.settings import SweepSettings
-from sweeps.space import check_space
+from sweeps.space import baseline_values, check_space
 from sweeps.study import counted_trials, open_study
 from sweeps.trial_config import TrialConfigs
-from sweeps.workers import plan_slots, run_workers, visible_gpus
+from sweeps.workers import REASON_ATTR, plan_slots, run_workers, visible_gpus
 
 
 def run_sweep(overrides: list[str]) -> SweepSummary:
     """Run the missing trials of the study (all of them the first time); PipelineError if none completed."""
     sweep = SweepContext.load(overrides)
     settings = sweep.settings
-    check_space(settings.params, TrialConfigs(sweep.pipeline_overrides))  # before any trial starts
+    configs = TrialConfigs(sweep.pipeline_overrides)
+    check_space(settings.params, configs)  # before any trial starts
     study = open_study(settings, sweep.storage)
-    fail_stale_trials(study, settings.grace_period, sweep.close_stale_trial)
     parent_run_id = None
-    if sweep.runs:
-        with sweep.lock():
+    with sweep.lock():
+        sweep.fail_stale_trials(study)
+        if settings.baseline and not study.get_trials(deepcopy=False):  # a fresh study, not a resumed one
+            study.enqueue_trial(baseline_values(settings.params, configs.build({})), user_attrs={BASELINE_ATTR: True})
+        if sweep.runs:
             parent_run_id = sweep.runs.parent_run(study, _description(sweep))
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
@@ -37,10 +40,10 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     status = "KILLED"
     try:
         run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))
-        wait_for_running_trials(study, settings.grace_period, settings.heartbeat_interval, sweep.close_stale_trial)
+        wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
         status = "FINISHED"
     finally:
-        summary = summarize(study, settings.params, sweep.pipeline_overrides)
+        summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction)
         if sweep.runs and status == "FINISHED" and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.settings, study, summary)
         if sweep.runs and parent_run_id:
@@ -73,6 +76,6 @@ def _description(sweep: SweepContext) -> dict[str, str]:
 
 def _failures(study) -> str:
     trials = study.get_trials(deepcopy=False)
-    reasons = [t.user_attrs.get("reason", "") for t in trials if t.state == TrialState.FAIL]
+    reasons = [t.user_attrs.get(REASON_ATTR, "") for t in trials if t.state == TrialState.FAIL]
     first = next((reason for reason in reasons if reason), "no reason recorded")
     return f"{len(reasons)} of {len(trials)} failed; first: {first}"
