@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +31,10 @@ class SweepContext:
     lock: ClaimLock
     runs: SweepRuns | None
     trials_dir: Path
-    deadline: float | None  # sweep.timeout after the launcher started (workers get the launcher's deadline)
+    deadline: float | None = None  # no trial is claimed after it: sweep.timeout from when the launcher's workers start
 
     @classmethod
     def load(cls, overrides: list[str], deadline: float | None = None) -> "SweepContext":
-        started = time.time()
         pipeline, settings = sweep_settings.load(overrides)
         check_objective(settings)
         check_models(settings, pipeline)
@@ -55,7 +53,7 @@ class SweepContext:
             pipeline_overrides=[o for o in overrides if not is_sweep_override(o)],
             pipeline=pipeline, settings=settings, location=location, storage=storage, lock=lock, runs=runs,
             trials_dir=Path(settings.trials_dir).expanduser().resolve(),
-            deadline=deadline if deadline is not None or settings.timeout is None else started + settings.timeout,
+            deadline=deadline,
         )
 
     def fail_stale_trials(self, study: optuna.Study) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import optuna
 from optuna.trial import TrialState
@@ -30,8 +31,9 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     parent_run_id = None
     with sweep.lock():
         sweep.fail_stale_trials(study)
-        if settings.baseline and not study.get_trials(deepcopy=False):  # a fresh study, not a resumed one
-            study.enqueue_trial(baseline_values(settings.params, configs.build({})), user_attrs={BASELINE_ATTR: True})
+        baseline = baseline_values(settings.params, configs.build({})) if settings.baseline else {}
+        if baseline and not study.get_trials(deepcopy=False):  # a fresh study, not a resumed one
+            study.enqueue_trial(baseline, user_attrs={BASELINE_ATTR: True})
         if sweep.runs:
             parent_run_id = sweep.runs.parent_run(study, _description(sweep))
     done = counted_trials(study)
@@ -39,6 +41,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
     status = "KILLED"
     try:
+        if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
+            sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
         run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))
         wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
         status = "FINISHED"
