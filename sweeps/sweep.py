@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 
@@ -43,8 +44,12 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     try:
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
             sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
-        run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))
-        wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
+        slots = plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus())
+        while True:  # once more if, while waiting, a dead worker's trial was failed and queued again
+            run_workers(sweep, slots)
+            wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
+            if counted_trials(study) >= settings.n_trials or (sweep.deadline or math.inf) <= time.time():
+                break
         status = "FINISHED"
     finally:
         summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction)
