@@ -13,6 +13,7 @@ from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR
 from sweeps.report import BASELINE_ATTR
 from sweeps.sweep import run_sweep
 from sweeps.trial_config import CONFIG_GROUPS
+from sweeps.workers import REASON_ATTR
 from tests.sweeps.conftest import runs_of, study_of
 
 # One parameter with a good and a hopeless learning rate: pruning and failures become predictable.
@@ -85,7 +86,7 @@ def test_failing_trials_are_marked_fail_and_the_sweep_goes_on(sweep_overrides):
         assert children[trial.number].info.status == "FAILED"
         assert children[trial.number].data.tags["optuna.state"] == "FAIL"
         assert trial.user_attrs[RUN_ID_ATTR] == children[trial.number].info.run_id
-        assert "diverged" in trial.user_attrs["reason"]
+        assert "diverged" in trial.user_attrs[REASON_ATTR]
 
 
 def test_a_sweep_where_every_trial_fails_ends_with_one_clear_line(sweep_overrides):
