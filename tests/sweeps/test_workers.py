@@ -45,7 +45,8 @@ def wait_for_running_trial(overrides: list[str], process: subprocess.Popen, time
 
 @pytest.mark.slow
 def test_two_workers_share_the_study(sweep_overrides):
-    overrides = [*sweep_overrides, "sweep.n_trials=4", "sweep.n_workers=2", "sweep.pruner=none"]
+    overrides = [*sweep_overrides, "sweep.n_trials=4", "sweep.n_workers=2", "sweep.pruner=none",
+                 "sweep.timeout=1h"]  # the launcher's deadline travels to the spawned workers
     finished = subprocess.run([sys.executable, "-m", "sweeps.run", *overrides], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
     study = study_of(overrides)
