@@ -109,10 +109,10 @@ class ClaimLock:
 
 
 def startup_trials(settings: SweepSettings) -> int:
-    """Random trials before TPE models the results: `auto` is a quarter of the budget, 3 to 10 (see conf/sweep/)."""
+    """Random trials before TPE models the results: `auto` is an eighth of the budget, 3 to 10 (see conf/sweep/)."""
     if settings.startup_trials != "auto":
         return settings.startup_trials
-    return min(10, max(3, round(settings.n_trials / 4)))
+    return min(10, max(3, round(settings.n_trials / 8)))
 
 
 def make_sampler(settings: SweepSettings, seed: int) -> optuna.samplers.BaseSampler:

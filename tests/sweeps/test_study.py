@@ -58,8 +58,8 @@ def test_seeded_sampler_repeats_a_fresh_study_but_not_a_resumed_one(tmp_path):
     assert len({worker_seed(s, location, 0, 5), worker_seed(s, location, 1, 0), 7}) == 3
 
 
-@pytest.mark.parametrize(("n_trials", "startup"), [(4, 3), (8, 3), (12, 3), (20, 5), (40, 10), (200, 10)])
-def test_random_startup_is_a_quarter_of_the_budget_within_3_to_10(n_trials, startup):
+@pytest.mark.parametrize(("n_trials", "startup"), [(4, 3), (8, 3), (20, 3), (40, 5), (64, 8), (200, 10)])
+def test_random_startup_is_an_eighth_of_the_budget_within_3_to_10(n_trials, startup):
     assert startup_trials(settings(f"sweep.n_trials={n_trials}")) == startup
     assert startup_trials(settings(f"sweep.n_trials={n_trials}", "sweep.startup_trials=7")) == 7
     sampler = make_sampler(settings(f"sweep.n_trials={n_trials}"), seed=1)
