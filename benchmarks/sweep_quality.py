@@ -82,7 +82,7 @@ def keras_tuner_best(seed: int, budget: int, folder: str, overrides: list[str]) 
     )
     tuner.search(train, validation_data=validation, epochs=pipeline.trainer.epochs, verbose=0)
     best = tuner.oracle.get_best_trials(1)[0]
-    return float(best.score), budget * pipeline.trainer.epochs
+    return float(best.score), len(tuner.oracle.trials) * pipeline.trainer.epochs  # no early stopping: all epochs
 
 
 def hyperparameters(hp, params: Mapping[str, Param]) -> dict:
@@ -96,7 +96,7 @@ def hyperparameters(hp, params: Mapping[str, Param]) -> dict:
         else:
             value = _choose(hp, param)
         if applies(param, values):
-            values[param.key] = value
+            values[param.key] = value.item() if hasattr(value, "item") else value  # numpy scalars once it models
     return values
 
 
