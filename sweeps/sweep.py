@@ -84,7 +84,7 @@ def _description(sweep: SweepContext) -> dict[str, str]:
 
 
 def _failures(study) -> str:
-    trials = study.get_trials(deepcopy=False)
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]  # not a queued baseline or retry
     reasons = [t.user_attrs.get(REASON_ATTR, "") for t in trials if t.state == TrialState.FAIL]
     first = next((reason for reason in reasons if reason), "no reason recorded")
     return f"{len(reasons)} of {len(trials)} failed; first: {first}"
