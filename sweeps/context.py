@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from pipeline.config import Settings, validate
+from pipeline.config import Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
 from pipeline.tracking.store import tracking_uri
+from sweeps import heartbeat
 from sweeps import settings as sweep_settings
 from sweeps.mlflow_runs import SweepRuns
 from sweeps.objective_checks import check_models, check_objective
@@ -24,7 +25,6 @@ from sweeps.study import ClaimLock, make_storage, storage_location
 class SweepContext:
     overrides: list[str]  # the whole command line, sweep.* included (worker processes get it too)
     pipeline_overrides: list[str]  # what passes through to every trial
-    cfg: DictConfig
     pipeline: Settings
     settings: SweepSettings
     location: str
@@ -32,11 +32,11 @@ class SweepContext:
     lock: ClaimLock
     runs: SweepRuns | None
     trials_dir: Path
+    deadline: float | None = None  # no trial is claimed after it: sweep.timeout from when the launcher's workers start
 
     @classmethod
-    def load(cls, overrides: list[str]) -> "SweepContext":
-        cfg, settings = sweep_settings.load(overrides)
-        pipeline = validate(cfg)
+    def load(cls, overrides: list[str], deadline: float | None = None) -> "SweepContext":
+        pipeline, settings = sweep_settings.load(overrides)
         check_objective(settings)
         check_models(settings, pipeline)
         location = storage_location(settings)
@@ -52,10 +52,18 @@ class SweepContext:
         return cls(
             overrides=list(overrides),
             pipeline_overrides=[o for o in overrides if not is_sweep_override(o)],
-            cfg=cfg, pipeline=pipeline, settings=settings, location=location, storage=storage,
-            lock=lock, runs=runs,
+            pipeline=pipeline, settings=settings, location=location, storage=storage, lock=lock, runs=runs,
             trials_dir=Path(settings.trials_dir).expanduser().resolve(),
+            deadline=deadline,
         )
+
+    def fail_stale_trials(self, study: optuna.Study) -> None:
+        """Fail dead workers' trials, queue their retries and close their MLflow runs; under the claim lock."""
+        heartbeat.fail_stale_trials(study, self.settings.grace_period, self.settings.max_retries, self.close_stale_trial)
+
+    def fail_stale_trials_locked(self, study: optuna.Study) -> None:
+        with self.lock():
+            self.fail_stale_trials(study)
 
     def close_stale_trial(self, trial: FrozenTrial) -> None:
         """What is done for a dead worker's trial once it is failed: its MLflow run is closed, if tracked."""

@@ -3,6 +3,8 @@
 Optuna's JournalStorage has no heartbeat of its own (only RDBStorage does), so the sweep keeps one that
 works on every storage: a thread stamps the trial's `heartbeat` user attribute every interval; a RUNNING
 trial whose stamp is older than the grace period belongs to a worker that was killed (e.g. `kill -9`).
+Such a trial is failed and its parameters queued again as a new trial that records `retry_of` (as Optuna's
+RetryFailedTrialCallback does, but on every storage); the retried trial then no longer counts towards n_trials.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 HEARTBEAT = "heartbeat"
+RETRY_OF = "retry_of"  # on a queued retry: the number of the dead worker's trial it runs again
+RETRIES = "retries"  # on a queued retry: how often these parameters have been retried, this time included
 
 
 class Heartbeat:
@@ -52,9 +56,10 @@ def is_stale(trial: FrozenTrial, grace_period: float, now: float) -> bool:
 
 
 def fail_stale_trials(
-    study: optuna.Study, grace_period: float, on_failed: Callable[[FrozenTrial], None]
+    study: optuna.Study, grace_period: float, max_retries: int, on_failed: Callable[[FrozenTrial], None]
 ) -> list[FrozenTrial]:
-    """Mark dead workers' RUNNING trials FAIL; `on_failed` closes their MLflow runs."""
+    """Mark dead workers' RUNNING trials FAIL and queue their parameters again (up to `max_retries` times for one
+    parameter set); `on_failed` closes their MLflow runs. Call under the study's claim lock."""
     now = time.time()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -64,15 +69,16 @@ def fail_stale_trials(
             study.tell(trial.number, state=TrialState.FAIL)
         except (UpdateFinishedTrialError, ValueError):  # another worker failed or finished it first
             continue
+        retries = int(trial.user_attrs.get(RETRIES, 0))
+        if retries < max_retries:
+            study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number, RETRIES: retries + 1})
         on_failed(trial)
         failed.append(trial)
     return failed
 
 
-def wait_for_running_trials(
-    study: optuna.Study, grace_period: float, poll_seconds: float, on_failed: Callable[[FrozenTrial], None]
-) -> None:
+def wait_for_running_trials(study: optuna.Study, poll_seconds: float, fail_stale: Callable[[], object]) -> None:
     """Block until no trial is RUNNING: other workers finish theirs, dead workers' trials turn FAIL."""
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        fail_stale_trials(study, grace_period, on_failed)
+        fail_stale()
         time.sleep(poll_seconds)

@@ -19,6 +19,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.tracking.store import artifact_location, check_store
+from sweeps.heartbeat import RETRY_OF
 from sweeps.trial_config import Scalar, format_value
 
 RUN_ID_ATTR = "mlflow_run_id"
@@ -28,6 +29,7 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 STUDY_TAG = "optuna.study"
 TRIAL_TAG = "optuna.trial"
 STATE_TAG = "optuna.state"
+RETRY_OF_TAG = "optuna.retry_of"  # a retry's run: the trial (of a dead worker) whose parameters it runs again
 
 
 class SweepRuns:
@@ -64,7 +66,8 @@ class SweepRuns:
 
     def trial_tags(self, trial: optuna.Trial, values: Mapping[str, Scalar]) -> dict[str, str]:
         params = {f"optuna.param.{key}": format_value(value) for key, value in values.items()}
-        return {STUDY_TAG: self.study_name, TRIAL_TAG: str(trial.number), **params}
+        retry = {RETRY_OF_TAG: str(trial.user_attrs[RETRY_OF])} if RETRY_OF in trial.user_attrs else {}
+        return {STUDY_TAG: self.study_name, TRIAL_TAG: str(trial.number), **params, **retry}
 
     def find_trial_run(self, trial: FrozenTrial) -> str | None:
         if RUN_ID_ATTR in trial.user_attrs:

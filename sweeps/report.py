@@ -18,13 +18,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from mlflow.entities import Metric, RunTag  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
+from sweeps.heartbeat import RETRY_OF  # noqa: E402
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns  # noqa: E402
 from sweeps.settings import Param  # noqa: E402
 from sweeps.space import values_from_params  # noqa: E402
 from sweeps.trial_config import Scalar, format_value, reproduce_command  # noqa: E402
+
+BASELINE_ATTR = "baseline"  # on trial 0 of a study: the command's own config
+TOP = 5
 
 PLOTS: dict[str, Callable[[optuna.Study], object]] = {
     "optimization_history": optuna_plots.plot_optimization_history,
@@ -32,6 +36,19 @@ PLOTS: dict[str, Callable[[optuna.Study], object]] = {
     "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
     "intermediate_values": optuna_plots.plot_intermediate_values,
 }
+
+
+@dataclass(frozen=True)
+class RankedTrial:
+    number: int
+    value: float  # a pruned trial's: its best reported epoch
+    state: str
+    values: dict[str, Scalar]  # config key -> value
+    note: str = ""  # baseline, or the trial it retries
+
+    def line(self) -> str:
+        params = " ".join(f"{k}={format_value(v)}" for k, v in self.values.items())
+        return f"{self.number:>5}  {self.value:.4f}  {self.state:<8}  {params}{'  (' + self.note + ')' if self.note else ''}"
 
 
 @dataclass(frozen=True)
@@ -46,10 +63,14 @@ class SweepSummary:
     best_model_id: str | None = None
     command: str | None = None
     registered_version: str | None = None  # "<name> version <n>" when the best model was registered
+    top: list[RankedTrial] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{count} {state}" for state, count in sorted(self.states.items()))
         lines = [f"Study {self.study_name}: {counts}; {self.epochs_trained} epochs trained"]
+        if self.top:
+            lines += [f"Top {len(self.top)} trials:", "trial  value   state     parameters",
+                      *(ranked.line() for ranked in self.top)]
         if self.best_number is not None:
             lines += [
                 f"Best trial {self.best_number}: value {self.best_value:.4f}",
@@ -69,18 +90,42 @@ def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
     return len(trial.intermediate_values)
 
 
-def summarize(study: optuna.Study, params: Mapping[str, Param], pipeline_overrides: Sequence[str]) -> SweepSummary:
+def top_trials(trials: Sequence[FrozenTrial], params: Mapping[str, Param], direction: str) -> list[RankedTrial]:
+    """The best TOP trials: completed ones by value, then pruned ones by their best reported epoch."""
+    pick = max if direction == "maximize" else min
+    sign = -1 if direction == "maximize" else 1
+    ranked = []
+    for trial in trials:
+        reported = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+        if trial.state == TrialState.COMPLETE and trial.value is not None:
+            value = trial.value
+        elif trial.state == TrialState.PRUNED and reported:
+            value = pick(reported)
+        else:
+            continue
+        note = "baseline" if trial.user_attrs.get(BASELINE_ATTR) else (
+            f"retry of {trial.user_attrs[RETRY_OF]}" if RETRY_OF in trial.user_attrs else "")
+        ranked.append(RankedTrial(trial.number, value, trial.state.name, values_from_params(trial.params, params), note))
+    ranked.sort(key=lambda r: (r.state != "COMPLETE", sign * r.value))
+    return ranked[:TOP]
+
+
+def summarize(
+    study: optuna.Study, params: Mapping[str, Param], pipeline_overrides: Sequence[str], direction: str
+) -> SweepSummary:
     trials = study.get_trials(deepcopy=False)
     states = dict(Counter(trial.state.name for trial in trials))
     epochs = sum(epochs_trained(trial) for trial in trials)
+    top = top_trials(trials, params, direction)
     complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
     if not complete:
-        return SweepSummary(study.study_name, states, epochs)
+        return SweepSummary(study.study_name, states, epochs, top=top)
     best = study.best_trial
     values = values_from_params(best.params, params)
     return SweepSummary(
         study.study_name, states, epochs, best.number, best.value, values,
         best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR), reproduce_command(pipeline_overrides, values),
+        top=top,
     )
 
 

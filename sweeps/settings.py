@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from omegaconf import OmegaConf
+from pydantic import BeforeValidator, Field, ValidationError
 
-from pipeline.config import one_line_validation_error, compose_config, validate
+from pipeline.config import PositiveInt, Schema, Settings, compose_config, one_line_validation_error, validate
 from pipeline.errors import PipelineError
+from sweeps.trial_config import Scalar
 
-PositiveInt = Annotated[int, Field(ge=1)]
 TrialArtifacts = Literal["best", "all", "none"]
-Scalar = Union[bool, int, float, str, None]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
-class Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def seconds(value: Any) -> Any:
+    """`2h`, `30m`, `90s`, `600` -> seconds (a float); null stays null."""
+    if not isinstance(value, str):
+        return value
+    number, unit = (value[:-1], DURATION_UNITS[value[-1]]) if value[-1:] in DURATION_UNITS else (value, 1)
+    try:
+        return float(number) * unit
+    except ValueError:
+        raise ValueError(f"sweep.timeout={value}: expected seconds or a number with s, m or h (600, 30m, 2h)") from None
+
+
+def auto_or_count(value: Any) -> Any:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"sweep.startup_trials={value}: expected auto or a whole number >= 1")
+
+
+Duration = Annotated[float, BeforeValidator(seconds), Field(gt=0)]
+AutoOrCount = Annotated[Union[Literal["auto"], int], BeforeValidator(auto_or_count)]
 
 
 class FloatParam(Schema):
@@ -71,6 +88,10 @@ class SweepSettings(Schema):
     trials_dir: str = "outputs/sweeps/kerastrack"
     heartbeat_interval: Annotated[float, Field(gt=0)] = 10
     grace_period: Annotated[float, Field(gt=0)] = 60
+    baseline: bool = True
+    startup_trials: AutoOrCount = "auto"
+    timeout: Duration | None = None
+    max_retries: Annotated[int, Field(ge=0)] = 2
     params: Annotated[dict[str, Param], Field(min_length=1)]
 
 
@@ -80,10 +101,10 @@ def is_sweep_override(override: str) -> bool:
     return key == "sweep" or key.startswith("sweep.")
 
 
-def load(overrides: list[str]) -> tuple[DictConfig, SweepSettings]:
+def load(overrides: list[str]) -> tuple[Settings, SweepSettings]:
     """Compose conf/sweeps.yaml, check the pipeline part and the sweep part; one-line errors."""
     cfg = compose_config(overrides, config_name="sweeps")
-    validate(cfg)  # the pipeline part (validate drops `sweep`)
+    pipeline = validate(cfg)  # the pipeline part (validate drops `sweep`)
     plain: dict[str, Any] = OmegaConf.to_container(cfg.sweep, resolve=True)  # type: ignore[assignment]
     try:
         settings = SweepSettings.model_validate(plain)
@@ -95,4 +116,4 @@ def load(overrides: list[str]) -> tuple[DictConfig, SweepSettings]:
             f"sweep.heartbeat_interval={settings.heartbeat_interval}: must be below "
             f"sweep.grace_period={settings.grace_period}, or live trials look dead"
         )
-    return cfg, settings
+    return pipeline, settings

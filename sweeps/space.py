@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Mapping
 
 import optuna
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import validate
 from pipeline.errors import PipelineError
@@ -105,6 +106,26 @@ def suggest(trial: optuna.Trial, params: Mapping[str, Param]) -> dict[str, Scala
         else:
             values[param.key] = trial.suggest_categorical(param.key, param.choices)
     return values
+
+
+def baseline_values(params: Mapping[str, Param], cfg: DictConfig) -> dict[str, Scalar]:
+    """The command's own config as a trial (config key -> value): each searched key's composed value, or its
+    group's chosen option; a value outside the searched range is left for the sampler to choose."""
+    values: dict[str, Scalar] = {}
+    for param in _sampling_order(params):
+        if not applies(param, values):
+            continue
+        value = OmegaConf.select(cfg, f"{param.key}.name" if param.key in CONFIG_GROUPS else param.key)
+        if _within(param, value):
+            values[param.key] = value
+    return values
+
+
+def _within(param: Param, value: object) -> bool:
+    if isinstance(param, CategoricalParam):
+        return value in param.choices
+    number_type = float if isinstance(param, FloatParam) else int
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and param.low <= number_type(value) <= param.high
 
 
 def values_from_params(trial_params: Mapping[str, Scalar], params: Mapping[str, Param]) -> dict[str, Scalar]:

@@ -12,7 +12,9 @@ import fcntl
 import hashlib
 import os
 import socket
-from collections.abc import Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ContextManager
 
@@ -24,6 +26,7 @@ from optuna.trial import TrialState
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
+from sweeps.heartbeat import RETRY_OF
 from sweeps.settings import SweepSettings
 
 DEFAULT_STORAGE_DIR = PROJECT_ROOT / "mlruns" / "optuna"
@@ -105,14 +108,29 @@ class ClaimLock:
                 connection.commit()
 
 
+def startup_trials(settings: SweepSettings) -> int:
+    """Random trials before TPE models the results: `auto` is an eighth of the budget, 3 to 10 (see conf/sweep/)."""
+    if settings.startup_trials != "auto":
+        return settings.startup_trials
+    return min(10, max(3, round(settings.n_trials / 8)))
+
+
 def make_sampler(settings: SweepSettings, seed: int) -> optuna.samplers.BaseSampler:
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "cmaes":
         # CMA-ES handles float/int parameters; the optimizer choice falls back to random sampling.
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=startup_trials(settings), warn_independent_sampling=False
+        )
+    # multivariate + group: an optimizer and its learning rate are modelled jointly, SGD's momentum in the SGD group;
     # constant_liar: running trials count as bad guesses, so parallel workers do not sample the same point.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group`, once per worker
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=startup_trials(settings), multivariate=True, group=True, constant_liar=True,
+            warn_independent_sampling=False,
+        )
 
 
 def make_pruner(settings: SweepSettings, epochs: int) -> optuna.pruners.BasePruner:
@@ -155,13 +173,23 @@ def open_study(
 
 
 def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards n_trials: every trial except queued (WAITING) ones."""
-    return sum(trial.state != TrialState.WAITING for trial in study.get_trials(deepcopy=False))
+    """Trials that count towards n_trials: all but queued (WAITING) ones and dead workers' trials run again."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {trial.user_attrs[RETRY_OF] for trial in trials if RETRY_OF in trial.user_attrs}
+    return sum(trial.state != TrialState.WAITING and trial.number not in retried for trial in trials)
 
 
-def claim_trial(study: optuna.Study, n_trials: int, lock: ClaimLock) -> optuna.Trial | None:
-    """Start the next trial, or None when the study already holds n_trials; atomic across all workers."""
+def claim_trial(
+    study: optuna.Study, n_trials: int, lock: ClaimLock, deadline: float | None,
+    fail_stale_trials: Callable[[optuna.Study], object],
+) -> optuna.Trial | None:
+    """Start the next trial (queued ones first), or None when the study holds n_trials or the deadline has passed.
+
+    Atomic across all workers; dead workers' trials are failed (and queued again) first, so their retries
+    are claimed before anything new is sampled.
+    """
     with lock():
-        if counted_trials(study) >= n_trials:
+        fail_stale_trials(study)
+        if counted_trials(study) >= n_trials or (deadline is not None and time.time() >= deadline):
             return None
         return study.ask()

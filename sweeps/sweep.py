@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import time
 
 import optuna
 from optuna.trial import TrialState
@@ -11,27 +13,32 @@ from optuna.trial import TrialState
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
 from pipeline.tracking.links import run_page_with_hint
+from pipeline.worker_slots import plan_slots, visible_gpus
 from sweeps.context import SweepContext
-from sweeps.heartbeat import fail_stale_trials, wait_for_running_trials
+from sweeps.heartbeat import wait_for_running_trials
 from sweeps.mlflow_runs import SweepRuns
-from sweeps.report import SweepSummary, log_to_parent, summarize
+from sweeps.report import BASELINE_ATTR, SweepSummary, log_to_parent, summarize
 from sweeps.settings import SweepSettings
-from sweeps.space import check_space
+from sweeps.space import baseline_values, check_space
 from sweeps.study import counted_trials, open_study
 from sweeps.trial_config import TrialConfigs
-from sweeps.workers import plan_slots, run_workers, visible_gpus
+from sweeps.workers import REASON_ATTR, run_workers
 
 
 def run_sweep(overrides: list[str]) -> SweepSummary:
     """Run the missing trials of the study (all of them the first time); PipelineError if none completed."""
     sweep = SweepContext.load(overrides)
     settings = sweep.settings
-    check_space(settings.params, TrialConfigs(sweep.pipeline_overrides))  # before any trial starts
+    configs = TrialConfigs(sweep.pipeline_overrides)
+    check_space(settings.params, configs)  # before any trial starts
     study = open_study(settings, sweep.storage)
-    fail_stale_trials(study, settings.grace_period, sweep.close_stale_trial)
     parent_run_id = None
-    if sweep.runs:
-        with sweep.lock():
+    with sweep.lock():
+        sweep.fail_stale_trials(study)
+        baseline = baseline_values(settings.params, configs.build({})) if settings.baseline else {}
+        if baseline and not study.get_trials(deepcopy=False):  # a fresh study, not a resumed one
+            study.enqueue_trial(baseline, user_attrs={BASELINE_ATTR: True})
+        if sweep.runs:
             parent_run_id = sweep.runs.parent_run(study, _description(sweep))
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
@@ -40,11 +47,17 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         print(f"[sweep] MLflow parent run: {run_page_with_hint(sweep.pipeline.tracking, parent_run_id)}", flush=True)
     status = "KILLED"
     try:
-        run_workers(sweep, plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus()))
-        wait_for_running_trials(study, settings.grace_period, settings.heartbeat_interval, sweep.close_stale_trial)
+        if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
+            sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
+        slots = plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus())
+        while True:  # once more if, while waiting, a dead worker's trial was failed and queued again
+            run_workers(sweep, slots)
+            wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
+            if counted_trials(study) >= settings.n_trials or (sweep.deadline or math.inf) <= time.time():
+                break
         status = "FINISHED"
     finally:
-        summary = summarize(study, settings.params, sweep.pipeline_overrides)
+        summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction)
         if sweep.runs and status == "FINISHED" and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.settings, study, summary)
         if sweep.runs and parent_run_id:
@@ -76,7 +89,7 @@ def _description(sweep: SweepContext) -> dict[str, str]:
 
 
 def _failures(study) -> str:
-    trials = study.get_trials(deepcopy=False)
-    reasons = [t.user_attrs.get("reason", "") for t in trials if t.state == TrialState.FAIL]
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]  # not a queued baseline or retry
+    reasons = [t.user_attrs.get(REASON_ATTR, "") for t in trials if t.state == TrialState.FAIL]
     first = next((reason for reason in reasons if reason), "no reason recorded")
     return f"{len(reasons)} of {len(trials)} failed; first: {first}"

@@ -10,10 +10,11 @@ import sys
 import optuna
 from optuna.trial import TrialState
 
+from pipeline.cli import INTERRUPTED, USAGE_ERROR
 from pipeline.errors import PipelineError
-from pipeline.worker_slots import WorkerSlot, plan_slots, visible_gpus  # noqa: F401 - sweeps.sweep plans with them
+from pipeline.worker_slots import WorkerSlot
 from sweeps.context import SweepContext
-from sweeps.heartbeat import Heartbeat, fail_stale_trials
+from sweeps.heartbeat import Heartbeat
 from sweeps.mlflow_runs import PARENT_RUN_ATTR
 from sweeps.study import claim_trial, counted_trials, make_pruner, make_sampler, open_study, worker_seed
 from sweeps.trial_config import TrialConfigs
@@ -31,15 +32,14 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     configs = TrialConfigs(
         sweep.pipeline_overrides, slot.overrides(device.intra_op_threads, device.inter_op_threads)
     )
-    probe = open_study(settings, sweep.storage)
-    sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(probe)))
-    study = open_study(settings, sweep.storage, sampler, make_pruner(settings, sweep.pipeline.trainer.epochs))
+    study = open_study(settings, sweep.storage, pruner=make_pruner(settings, sweep.pipeline.trainer.epochs))
+    study.sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(study)))
     runner = TrialRunner(
         sweep.settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
         sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
     )
-    while (trial := claim_trial(study, settings.n_trials, sweep.lock)) is not None:
-        fail_stale_trials(study, settings.grace_period, sweep.close_stale_trial)
+    claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials)
+    while (trial := claim_trial(study, *claim)) is not None:
         try:
             with Heartbeat(trial, settings.heartbeat_interval):
                 outcome = runner(trial)
@@ -61,18 +61,18 @@ def _finish(sweep, study, trial, outcome, run_status: str | None) -> None:
     print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}", flush=True)
 
 
-def _worker_main(overrides: list[str], slot: WorkerSlot) -> None:
-    """A spawned worker process: pin its GPU before TensorFlow loads, then work."""
+def _worker_main(overrides: list[str], slot: WorkerSlot, deadline: float | None) -> None:
+    """A spawned worker process: pin its GPU before TensorFlow loads, then work (until the launcher's deadline)."""
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        work(SweepContext.load(overrides), slot)
+        work(SweepContext.load(overrides, deadline), slot)
     except KeyboardInterrupt:
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     except PipelineError as error:
         print(f"error: worker {slot.index}: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(USAGE_ERROR) from None
 
 
 def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
@@ -81,7 +81,7 @@ def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
         work(sweep, slots[0])
         return
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker_main, args=(sweep.overrides, slot)) for slot in slots]
+    processes = [context.Process(target=_worker_main, args=(sweep.overrides, slot, sweep.deadline)) for slot in slots]
     for process in processes:
         process.start()
     try:

@@ -9,11 +9,12 @@ from sweeps.settings import is_sweep_override, load
 
 
 def test_sweeps_config_composes_pipeline_and_sweep_defaults():
-    cfg, settings = load(["optimizer=sgd", "sweep.n_trials=7"])
-    assert cfg.optimizer.name == "sgd"
+    pipeline, settings = load(["optimizer=sgd", "sweep.n_trials=7"])
+    assert pipeline.optimizer.name == "sgd"
     assert (settings.n_trials, settings.sampler, settings.pruner) == (7, "tpe", "median")
+    assert (settings.baseline, settings.startup_trials, settings.timeout, settings.max_retries) == (True, "auto", None, 2)
     assert (settings.objective.metric, settings.objective.direction) == ("val_accuracy", "maximize")
-    assert settings.seed == cfg.seed
+    assert settings.seed == pipeline.seed
 
 
 @pytest.mark.parametrize(
@@ -23,12 +24,21 @@ def test_sweeps_config_composes_pipeline_and_sweep_defaults():
         ("sweep.n_trials=0", "sweep.n_trials=0: input should be greater than or equal to 1"),
         ("sweep.pruner=asha", "sweep.pruner='asha'"),
         ("sweep.heartbeat_interval=90", "sweep.heartbeat_interval=90.0: must be below sweep.grace_period=60.0"),
+        ("sweep.timeout=2days", "sweep.timeout=2days: expected seconds or a number with s, m or h (600, 30m, 2h)"),
+        ("sweep.timeout=0", "sweep.timeout=0: input should be greater than 0"),
+        ("sweep.startup_trials=0", "sweep.startup_trials=0: expected auto or a whole number >= 1"),
+        ("sweep.max_retries=-1", "sweep.max_retries=-1: input should be greater than or equal to 0"),
     ],
 )
 def test_bad_sweep_settings_fail_in_one_line(override: str, message: str):
     with pytest.raises(PipelineError) as raised:
         load([override])
     assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("2h", 7200), ("30m", 1800), ("90s", 90), ("600", 600), ("null", None)])
+def test_timeout_reads_hours_minutes_and_seconds(given: str, seconds: float | None):
+    assert load([f"sweep.timeout={given}"])[1].timeout == seconds
 
 
 @pytest.mark.parametrize(

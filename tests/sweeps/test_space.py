@@ -4,7 +4,7 @@ import pytest
 from pipeline.config import compose_config
 from pipeline.errors import PipelineError
 from sweeps.settings import load
-from sweeps.space import check_space, suggest
+from sweeps.space import baseline_values, check_space, suggest
 from sweeps.trial_config import TrialConfigs
 
 
@@ -14,6 +14,20 @@ def space(*overrides: str):
 
 def test_default_space_passes_its_checks():
     check_space(space(), TrialConfigs([]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ([], {"optimizer": "adam", "optimizer.learning_rate": 0.001, "model.dropout": 0.2}),
+        (["optimizer=sgd", "optimizer.momentum=0.9", "model.dropout=0.5"],
+         {"optimizer": "sgd", "optimizer.learning_rate": 0.01, "model.dropout": 0.5, "optimizer.momentum": 0.9}),
+        # outside the searched range: the sampler chooses that one
+        (["optimizer=sgd", "optimizer.learning_rate=0.5"], {"optimizer": "sgd", "model.dropout": 0.2, "optimizer.momentum": 0.0}),
+    ],
+)
+def test_the_baseline_is_the_commands_own_values_of_the_searched_keys(overrides, expected):
+    assert baseline_values(space(), TrialConfigs(overrides).build({})) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Whole sweeps, in-process, on tiny digits: real journal storage, real MLflow SQLite store."""
 
 import shlex
+import time
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -9,8 +10,10 @@ from optuna.trial import TrialState
 from pipeline.config import compose_config, flatten, validate
 from pipeline.errors import PipelineError
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR
+from sweeps.report import BASELINE_ATTR
 from sweeps.sweep import run_sweep
 from sweeps.trial_config import CONFIG_GROUPS
+from sweeps.workers import REASON_ATTR
 from tests.sweeps.conftest import runs_of, study_of
 
 # One parameter with a good and a hopeless learning rate: pruning and failures become predictable.
@@ -83,7 +86,7 @@ def test_failing_trials_are_marked_fail_and_the_sweep_goes_on(sweep_overrides):
         assert children[trial.number].info.status == "FAILED"
         assert children[trial.number].data.tags["optuna.state"] == "FAIL"
         assert trial.user_attrs[RUN_ID_ATTR] == children[trial.number].info.run_id
-        assert "diverged" in trial.user_attrs["reason"]
+        assert "diverged" in trial.user_attrs[REASON_ATTR]
 
 
 def test_a_sweep_where_every_trial_fails_ends_with_one_clear_line(sweep_overrides):
@@ -99,7 +102,8 @@ def test_a_sweep_where_every_trial_fails_ends_with_one_clear_line(sweep_override
 def test_only_the_best_trial_keeps_its_model_and_plots_and_it_gets_registered(sweep_overrides):
     # Seed 9 draws learning rates 1e-3, 1e-2, 3e-2, 1e-4: the first trials improve on each other, the last does not.
     overrides = [*sweep_overrides, "optimizer=adam", *lr_choices(1e-4, 1e-3, 1e-2, 3e-2), "sweep.n_trials=4",
-                 "sweep.sampler=random", "sweep.seed=9", "sweep.pruner=none", "sweep.register_best_as=digits-best"]
+                 "sweep.sampler=random", "sweep.seed=9", "sweep.pruner=none", "sweep.baseline=false",
+                 "sweep.register_best_as=digits-best"]
     summary = run_sweep(overrides)
     study = study_of(overrides)
     client, _, children = runs_of(overrides)
@@ -138,3 +142,39 @@ def test_trial_artifacts_none_logs_metrics_only(sweep_overrides):
     for run in children.values():
         assert not client.list_artifacts(run.info.run_id, "plots") and run.outputs.model_outputs == []
         assert "test_accuracy" in run.data.metrics
+
+
+def test_the_commands_own_config_is_trial_0_once_and_the_end_shows_the_top_trials(sweep_overrides):
+    overrides = [*sweep_overrides, "optimizer=sgd", "optimizer.learning_rate=0.05", "model.dropout=0.1",
+                 "sweep.n_trials=2", "sweep.pruner=none"]
+    summary = run_sweep(overrides)
+    resumed = run_sweep([*overrides, "sweep.n_trials=3"])
+    study = study_of(overrides)
+    assert study.trials[0].params == {"optimizer": "sgd", "optimizer.learning_rate": 0.05, "model.dropout": 0.1,
+                                      "optimizer.momentum": 0.0}
+    assert [t.number for t in study.trials if t.user_attrs.get(BASELINE_ATTR)] == [0]  # not again on resume
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    lines = resumed.lines()
+    top = lines[lines.index("Top 3 trials:") + 2:][:3]
+    assert [int(line.split()[0]) for line in top] == sorted(range(3), key=lambda n: -study.trials[n].value)
+    assert any(line.endswith("(baseline)") and "optimizer=sgd optimizer.learning_rate=0.05" in line for line in top)
+    assert "Top 2 trials:" in summary.lines()
+
+
+def test_without_a_baseline_every_trial_is_sampled(sweep_overrides):
+    overrides = [*sweep_overrides, "optimizer.learning_rate=0.05", "sweep.n_trials=1", "sweep.pruner=none",
+                 "sweep.baseline=false"]
+    run_sweep(overrides)
+    (trial,) = study_of(overrides).trials
+    assert BASELINE_ATTR not in trial.user_attrs and trial.params["optimizer.learning_rate"] != 0.05
+
+
+@pytest.mark.slow
+def test_a_timeout_stops_claiming_trials(sweep_overrides):
+    overrides = [*sweep_overrides, "sweep.n_trials=500", "sweep.pruner=none", "sweep.timeout=6s",
+                 "sweep.trial_artifacts=none"]
+    started = time.monotonic()
+    summary = run_sweep(overrides)
+    study = study_of(overrides)
+    assert 1 <= len(study.trials) < 500 and summary.states == {"COMPLETE": len(study.trials)}
+    assert time.monotonic() - started < 60  # the last trial started before 6 s and took a few seconds

@@ -13,6 +13,7 @@ def test_formatted_values_read_back_as_the_same_values():
         for part in key.split("."):
             node = node[part]
         assert node == value, key
+    assert format_value(False) == "false"
 
 
 def test_reproduce_command_is_a_shell_line_of_pipeline_run():
@@ -23,4 +24,3 @@ def test_reproduce_command_is_a_shell_line_of_pipeline_run():
 
 def test_group_options_are_the_yaml_files():
     assert group_options("optimizer") == ["adam", "adamw", "rmsprop", "sgd"]
-    assert format_value(False) == "false"

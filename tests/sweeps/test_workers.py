@@ -9,8 +9,9 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from sweeps.heartbeat import RETRY_OF
 from sweeps.mlflow_runs import RUN_ID_ATTR
-from sweeps.workers import WorkerSlot, plan_slots
+from pipeline.worker_slots import WorkerSlot, plan_slots
 from tests.sweeps.conftest import runs_of, study_of
 
 
@@ -44,7 +45,8 @@ def wait_for_running_trial(overrides: list[str], process: subprocess.Popen, time
 
 @pytest.mark.slow
 def test_two_workers_share_the_study(sweep_overrides):
-    overrides = [*sweep_overrides, "sweep.n_trials=4", "sweep.n_workers=2", "sweep.pruner=none"]
+    overrides = [*sweep_overrides, "sweep.n_trials=4", "sweep.n_workers=2", "sweep.pruner=none",
+                 "sweep.timeout=1h"]  # the launcher's deadline travels to the spawned workers
     finished = subprocess.run([sys.executable, "-m", "sweeps.run", *overrides], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr[-2000:]
     study = study_of(overrides)
@@ -56,7 +58,13 @@ def test_two_workers_share_the_study(sweep_overrides):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_with_sigkill_leaves_a_failed_trial_and_a_closed_run(sweep_overrides):
+@pytest.mark.parametrize("storage", ["journal", "sqlite"])
+def test_a_worker_killed_with_sigkill_has_its_trial_run_again_and_the_study_gets_all_its_trials(
+    sweep_overrides, tmp_path, storage
+):
+    if storage == "sqlite":
+        sweep_overrides = [o for o in sweep_overrides if not o.startswith("sweep.storage=")]
+        sweep_overrides.append(f"sweep.storage=sqlite:///{tmp_path}/optuna.db")
     overrides = [*sweep_overrides, "sweep.n_trials=3", "sweep.pruner=none",
                  "sweep.heartbeat_interval=0.5", "sweep.grace_period=3"]
     process = sweep_process([*overrides, "trainer.epochs=200"])  # the first trial trains long enough to be killed
@@ -67,11 +75,21 @@ def test_a_worker_killed_with_sigkill_leaves_a_failed_trial_and_a_closed_run(swe
     restarted = subprocess.run([sys.executable, "-m", "sweeps.run", *overrides], capture_output=True, text=True)
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     study = study_of(overrides)
-    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
-    _, _, children = runs_of(overrides)
-    killed_run = children[killed.number]
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1 and len(states) == 4
+    assert study.trials[killed.number].state == TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.user_attrs.get(RETRY_OF) == killed.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    client, parents, children = runs_of(overrides)
+    killed_run, retry_run = children[killed.number], children[retry.number]
     assert killed_run.info.run_id == killed.user_attrs[RUN_ID_ATTR]
     assert killed_run.info.status == "KILLED" and killed_run.data.tags["optuna.state"] == "FAIL"
+    assert retry_run.info.run_id != killed_run.info.run_id and retry_run.info.status == "FINISHED"
+    assert retry_run.data.tags["optuna.retry_of"] == str(killed.number)
+    assert retry_run.data.tags["mlflow.parentRunId"] == killed_run.data.tags["mlflow.parentRunId"] \
+        == parents[0].info.run_id
+    assert not [r for r in [*parents, *children.values()] if r.info.status == "RUNNING"]
+    assert "Top 3 trials:" in restarted.stdout and f"(retry of {killed.number})" in restarted.stdout
 
 
 @pytest.mark.slow
