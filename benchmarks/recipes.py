@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Callable
 
 import keras
-import numpy as np
 from keras import layers
 
 from pipeline.config import PROJECT_ROOT, compose_config, validate
-from pipeline.core import release_memory, run_pipeline
+from pipeline.core import run_pipeline
+from pipeline.memory import release_memory
 from pipeline.data import Dataset, load_data
 from pipeline.trainer import make_datasets
 

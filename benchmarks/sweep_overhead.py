@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import optuna  # noqa: E402
 
 import pipeline.core as core  # noqa: E402
+import pipeline.memory as memory  # noqa: E402
 import sweeps.objective as objective  # noqa: E402
 import sweeps.workers as workers  # noqa: E402
 from sweeps.mlflow_runs import MODEL_ID_ATTR  # noqa: E402
@@ -49,7 +50,7 @@ def main() -> None:
     core.trainer.train = timed(core.trainer.train, spent)
     core.evaluate_model = timed(core.evaluate_model, spent)
     objective.run_pipeline = timed(objective.run_pipeline, in_pipeline)
-    release = core.release_memory
+    release = memory.release_memory
 
     def release_and_measure():  # runs after the trial's tell, so its time is added to that trial's wall
         started = time.perf_counter()
@@ -59,7 +60,7 @@ def main() -> None:
         spent.append(0.0)
         in_pipeline.append(0.0)
 
-    core.release_memory = release_and_measure
+    memory.release_memory = release_and_measure
     spent.append(0.0)
     in_pipeline.append(0.0)
     with tempfile.TemporaryDirectory() as tmp:

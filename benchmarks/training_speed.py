@@ -25,7 +25,8 @@ import keras
 import numpy as np
 
 from pipeline.config import PROJECT_ROOT, compose_config, validate
-from pipeline.core import release_memory, run_pipeline
+from pipeline.core import run_pipeline
+from pipeline.memory import release_memory
 from pipeline.data import load_data
 from pipeline.device import place, seed_everything
 from pipeline.model import build_model

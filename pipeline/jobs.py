@@ -99,7 +99,8 @@ def run_job(cfg: DictConfig) -> None:
         redact_files(output_dir / hydra.output_subdir)  # Hydra wrote the command line there as typed
     _pin_to_share(cfg, hydra)
     with teed_to(output_dir / f"{hydra.job.name}.log"):
-        from pipeline.core import release_memory, run_pipeline  # imports TensorFlow: once per process
+        from pipeline.core import run_pipeline  # imports TensorFlow: once per process
+        from pipeline.memory import release_memory
 
         started = time.perf_counter()
         try:

@@ -9,10 +9,9 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
-from pipeline.config import Settings
+from pipeline.config import MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
-from pipeline.tracking.store import tracking_uri
 from sweeps import heartbeat
 from sweeps import settings as sweep_settings
 from sweeps.mlflow_runs import SweepRuns
@@ -40,8 +39,8 @@ class SweepContext:
         check_objective(settings)
         check_models(settings, pipeline)
         location = storage_location(settings)
-        uri = tracking_uri(pipeline.tracking)
-        runs = SweepRuns(uri, pipeline.tracking.experiment, settings.study_name) if uri else None  # type: ignore[union-attr]
+        tracking = pipeline.tracking
+        runs = SweepRuns(tracking, settings.study_name) if isinstance(tracking, MlflowTracking) else None
         lock = ClaimLock(location, settings.study_name)
         try:
             with lock():  # workers starting together would race to create the database tables

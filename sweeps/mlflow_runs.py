@@ -18,7 +18,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.tracking.store import artifact_location, check_store
+from pipeline.config import MlflowTracking
+from pipeline.tracking.experiments import experiment_id
+from pipeline.tracking.store import check_store, tracking_uri
 from sweeps.heartbeat import RETRY_OF
 from sweeps.trial_config import Scalar, format_value
 
@@ -33,20 +35,13 @@ RETRY_OF_TAG = "optuna.retry_of"  # a retry's run: the trial (of a dead worker) 
 
 
 class SweepRuns:
-    def __init__(self, uri: str, experiment: str, study_name: str):
+    def __init__(self, tracking: MlflowTracking, study_name: str):
+        uri = tracking_uri(tracking)
+        assert uri is not None
         check_store(uri)  # an unreachable or locked server fails before the first trial
         self.client = MlflowClient(uri)
         self.study_name = study_name
-        self.experiment_id = self._experiment_id(experiment, uri)
-
-    def _experiment_id(self, name: str, uri: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name, artifact_location(uri))
-        except MlflowException:  # another worker created it a moment ago
-            return self.client.get_experiment_by_name(name).experiment_id
+        self.experiment_id = experiment_id(self.client, tracking, uri)  # as a single run makes it
 
     def parent_run(self, study: optuna.Study, description: Mapping[str, str]) -> str:
         """The study's parent run: created on first use, reopened (RUNNING) when the study resumes.

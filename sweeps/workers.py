@@ -24,7 +24,7 @@ REASON_ATTR = "reason"
 
 def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     """Claim and run trials until the study holds sweep.n_trials of them."""
-    from pipeline.core import release_memory
+    from pipeline.memory import release_memory
     from sweeps.objective import TrialOutcome, TrialRunner  # imports TensorFlow: once per worker
 
     settings = sweep.settings
