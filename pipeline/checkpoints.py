@@ -13,6 +13,7 @@ import keras
 
 from pipeline.config import CheckpointSettings
 
+FOLDER = "checkpoints"  # in a run's output folder, and in its MLflow artifacts
 BEST = "best.keras"
 LAST = "last.keras"
 STATE = "state.json"

@@ -69,7 +69,7 @@ def run_pipeline(
 def _run(settings: Settings, placement: device.Placement, output_dir: Path, *, overrides: Sequence[str],
          callbacks: Sequence[keras.callbacks.Callback], parent_run_id: str | None,
          run_tags: Mapping[str, str] | None, log_artifacts_if: ArtifactFilter | None) -> RunResult:
-    checkpoint_dir = output_dir / "checkpoints"
+    checkpoint_dir = output_dir / checkpoints.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
     data = load_data(settings.data)
     with placement.scope():  # built before the run is recorded: a network that cannot work records nothing

@@ -20,11 +20,12 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
+from pipeline import checkpoints
 from pipeline.config import MlflowTracking, Settings, flatten
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
 from pipeline.tracking.experiments import experiment_id
-from pipeline.tracking.mlflow_tracker import CHECKPOINTS, MlflowRunTracker
+from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.store import check_store, tracking_uri
 
@@ -156,9 +157,9 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
     client, run_id = tracker.client, tracker.run_id
     try:
         tracker.close()
-        checkpoints = output_dir / CHECKPOINTS
-        if checkpoints.is_dir() and any(checkpoints.iterdir()):
-            client.log_artifacts(run_id, str(checkpoints), CHECKPOINTS)
+        saved = output_dir / checkpoints.FOLDER
+        if saved.is_dir() and any(saved.iterdir()):
+            client.log_artifacts(run_id, str(saved), checkpoints.FOLDER)
         for log in output_dir.glob("*.log"):  # the run's console output (pipeline.run tees it into its folder)
             client.log_text(run_id, redact(log.read_text(errors="replace")), log.name)
         if error_text:

@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.entities import DatasetInput, InputTag, Metric, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+from pipeline import checkpoints
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
@@ -24,7 +25,6 @@ from pipeline.tracking.models import log_keras_model
 from pipeline.tracking.reports import write_model_summary, write_reports
 from pipeline.tracking.tracker import RunTracker
 
-CHECKPOINTS = "checkpoints"
 
 
 class CheckpointSource(RunTracker):
@@ -39,11 +39,11 @@ class CheckpointSource(RunTracker):
 
 
 def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
-    if not client.list_artifacts(run_id, CHECKPOINTS):
+    if not client.list_artifacts(run_id, checkpoints.FOLDER):
         return False
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        fetched = Path(client.download_artifacts(run_id, CHECKPOINTS, scratch))
+        fetched = Path(client.download_artifacts(run_id, checkpoints.FOLDER, scratch))
         for file in fetched.iterdir():
             shutil.move(file, into / file.name)
     return True
