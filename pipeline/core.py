@@ -24,7 +24,7 @@ from pipeline import checkpoints, device, tracking, trainer
 from pipeline.config import Settings, validate
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
-from pipeline.evaluation import evaluate_model
+from pipeline.scoring import evaluate_model
 from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
 

@@ -40,11 +40,11 @@ def split_model_uri(arguments: list[str]) -> tuple[str, list[str]]:
 def evaluate(model_uri: str, settings: Settings) -> tuple[dict[str, float], str]:
     """The test metrics and the id of the MLflow run recording them."""
     from pipeline.data import load_data
-    from pipeline.evaluation import evaluate_model
+    from pipeline.scoring import evaluate_model
     from pipeline.tracking import tracking_uri
-    from pipeline.tracking.evaluations import record_evaluation
+    from pipeline.tracking.evaluation_runs import record_evaluation
     from pipeline.tracking.lifecycle import process_tracking_uri
-    from pipeline.tracking.models import load_logged_model
+    from pipeline.tracking.logged_models import load_logged_model
     from pipeline.tracking.store import check_store
 
     tracking = settings.tracking

@@ -24,8 +24,8 @@ from sweeps.study import ClaimLock, make_storage, storage_location
 class SweepContext:
     overrides: list[str]  # the whole command line, sweep.* included (worker processes get it too)
     pipeline_overrides: list[str]  # what passes through to every trial
-    pipeline: Settings
-    settings: SweepSettings
+    pipeline_settings: Settings  # every trial's config before its sampled values
+    sweep_settings: SweepSettings  # the study: search space, sampler, storage, budget
     location: str
     storage: BaseStorage
     lock: ClaimLock
@@ -51,14 +51,14 @@ class SweepContext:
         return cls(
             overrides=list(overrides),
             pipeline_overrides=[o for o in overrides if not is_sweep_override(o)],
-            pipeline=pipeline, settings=settings, location=location, storage=storage, lock=lock, runs=runs,
+            pipeline_settings=pipeline, sweep_settings=settings, location=location, storage=storage, lock=lock, runs=runs,
             trials_dir=Path(settings.trials_dir).expanduser().resolve(),
             deadline=deadline,
         )
 
     def fail_stale_trials(self, study: optuna.Study) -> None:
         """Fail dead workers' trials, queue their retries and close their MLflow runs; under the claim lock."""
-        heartbeat.fail_stale_trials(study, self.settings.grace_period, self.settings.max_retries, self.close_stale_trial)
+        heartbeat.fail_stale_trials(study, self.sweep_settings.grace_period, self.sweep_settings.max_retries, self.close_stale_trial)
 
     def fail_stale_trials_locked(self, study: optuna.Study) -> None:
         with self.lock():

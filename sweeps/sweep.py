@@ -28,7 +28,7 @@ from sweeps.workers import REASON_ATTR, run_workers
 def run_sweep(overrides: list[str]) -> SweepSummary:
     """Run the missing trials of the study (all of them the first time); PipelineError if none completed."""
     sweep = SweepContext.load(overrides)
-    settings = sweep.settings
+    settings = sweep.sweep_settings
     configs = TrialConfigs(sweep.pipeline_overrides)
     check_space(settings.params, configs)  # before any trial starts
     study = open_study(settings, sweep.storage)
@@ -44,7 +44,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
     if parent_run_id:
-        print(f"[sweep] MLflow parent run: {run_page_with_hint(sweep.pipeline.tracking, parent_run_id)}", flush=True)
+        print(f"[sweep] MLflow parent run: {run_page_with_hint(sweep.pipeline_settings.tracking, parent_run_id)}", flush=True)
     status = "KILLED"
     try:
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
@@ -59,7 +59,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     finally:
         summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction)
         if sweep.runs and status == "FINISHED" and summary.best_number is not None:
-            summary = _settle_models(sweep.runs, sweep.settings, study, summary)
+            summary = _settle_models(sweep.runs, sweep.sweep_settings, study, summary)
         if sweep.runs and parent_run_id:
             log_to_parent(sweep.runs, parent_run_id, summary, study)
             sweep.runs.end_parent(parent_run_id, status)
@@ -80,7 +80,7 @@ def _settle_models(runs: SweepRuns, settings: SweepSettings, study: optuna.Study
 
 
 def _description(sweep: SweepContext) -> dict[str, str]:
-    settings = sweep.settings
+    settings = sweep.sweep_settings
     return {
         "sweep.n_trials": str(settings.n_trials), "sweep.sampler": settings.sampler, "sweep.pruner": settings.pruner,
         "sweep.objective": f"{settings.objective.direction} {settings.objective.reduce} {settings.objective.metric}",

@@ -27,15 +27,15 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     from pipeline.memory import release_memory
     from sweeps.objective import TrialOutcome, TrialRunner  # imports TensorFlow: once per worker
 
-    settings = sweep.settings
-    device = sweep.pipeline.device
+    settings = sweep.sweep_settings
+    device = sweep.pipeline_settings.device
     configs = TrialConfigs(
         sweep.pipeline_overrides, slot.overrides(device.intra_op_threads, device.inter_op_threads)
     )
-    study = open_study(settings, sweep.storage, pruner=make_pruner(settings, sweep.pipeline.trainer.epochs))
+    study = open_study(settings, sweep.storage, pruner=make_pruner(settings, sweep.pipeline_settings.trainer.epochs))
     study.sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(study)))
     runner = TrialRunner(
-        sweep.settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
+        sweep.sweep_settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
         sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
     )
     claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials)

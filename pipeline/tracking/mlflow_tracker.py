@@ -21,7 +21,7 @@ from pipeline import checkpoints
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
-from pipeline.tracking.models import log_keras_model
+from pipeline.tracking.logged_models import log_keras_model
 from pipeline.tracking.reports import write_model_summary, write_reports
 from pipeline.tracking.tracker import RunTracker
 

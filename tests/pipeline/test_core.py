@@ -39,7 +39,7 @@ class StopAfterFirstEpoch(keras.callbacks.Callback):
 ])
 def test_own_models_train_log_resume_and_reload(compose, mlflow_store, tmp_path, monkeypatch, model_overrides):
     from pipeline.tracking.lifecycle import process_tracking_uri
-    from pipeline.tracking.models import load_logged_model
+    from pipeline.tracking.logged_models import load_logged_model
 
     (tmp_path / "my_models.py").write_text(USER_MODEL)
     monkeypatch.chdir(tmp_path)
