@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.config import compose_config, validate
+from pipeline.compose import compose_config, validate
 from pipeline.data import load_data
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else "mlp"

@@ -27,7 +27,9 @@ from typing import Callable
 import keras
 from keras import layers
 
-from pipeline.config import PROJECT_ROOT, compose_config, validate
+from pipeline.compose import compose_config, validate
+
+from pipeline.config import PROJECT_ROOT
 from pipeline.core import run_pipeline
 from pipeline.memory import release_memory
 from pipeline.data import Dataset, load_data

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from pipeline import tracking
-from pipeline.config import compose_config
+from pipeline.compose import compose_config
 from pipeline.core import run_pipeline
 from pipeline.tracking import mlflow_tracker
 

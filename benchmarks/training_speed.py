@@ -24,7 +24,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pipeline.config import PROJECT_ROOT, compose_config, validate
+from pipeline.compose import compose_config, validate
+
+from pipeline.config import PROJECT_ROOT
 from pipeline.core import run_pipeline
 from pipeline.memory import release_memory
 from pipeline.data import load_data

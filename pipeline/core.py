@@ -21,7 +21,8 @@ import keras
 from omegaconf import DictConfig
 
 from pipeline import checkpoints, device, tracking, trainer
-from pipeline.config import Settings, validate
+from pipeline.compose import validate
+from pipeline.config import Settings
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
 from pipeline.scoring import evaluate_model

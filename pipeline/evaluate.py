@@ -11,7 +11,8 @@ import sys
 from omegaconf import OmegaConf
 
 from pipeline import cli
-from pipeline.config import MlflowTracking, Settings, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import MlflowTracking, Settings
 from pipeline.errors import PipelineError
 from pipeline.tracking.links import run_page_with_hint
 

@@ -16,7 +16,9 @@ from hydra.types import RunMode
 from hydra.version import setbase
 from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.config import CONF_DIR, one_line_hydra_error
+from pipeline.compose import one_line_hydra_error
+
+from pipeline.config import CONF_DIR
 from pipeline.errors import PipelineError
 
 VERSION_BASE = "1.3"  # as @hydra.main(version_base="1.3"): no chdir into the output folder

@@ -22,7 +22,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import cluster
-from pipeline.config import CONF_DIR, MlflowTracking, Settings, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import CONF_DIR, MlflowTracking, Settings
 from pipeline.credentials import redact_files
 from pipeline.data import load_data
 from pipeline.errors import PipelineError

@@ -14,7 +14,8 @@ import webbrowser
 from dataclasses import dataclass
 
 from pipeline import cli
-from pipeline.config import MlflowTracking, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import MlflowTracking
 from pipeline.errors import PipelineError
 from pipeline.tracking.links import UI_HOST, UI_PORT, experiment_page
 from pipeline.tracking.store import artifact_location, check_store, tracking_uri

@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal, Union
 from omegaconf import OmegaConf
 from pydantic import BeforeValidator, Field, ValidationError
 
-from pipeline.config import PositiveInt, Schema, Settings, compose_config, one_line_validation_error, validate
+from pipeline.compose import compose_config, one_line_validation_error, validate
+
+from pipeline.config import PositiveInt, Schema, Settings
 from pipeline.errors import PipelineError
 from sweeps.trial_config import Scalar
 

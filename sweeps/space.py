@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import validate
+from pipeline.compose import validate
 from pipeline.errors import PipelineError
 from sweeps.settings import CategoricalParam, FloatParam, IntParam, Param
 from sweeps.trial_config import CONFIG_GROUPS, Scalar, TrialConfigs, group_options

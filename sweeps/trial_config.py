@@ -13,7 +13,9 @@ from typing import Union
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import CONF_DIR, compose_config
+from pipeline.compose import compose_config
+
+from pipeline.config import CONF_DIR
 
 Scalar = Union[bool, int, float, str, None]
 CONFIG_GROUPS = frozenset(path.name for path in CONF_DIR.iterdir() if path.is_dir() and path.name != "sweep")

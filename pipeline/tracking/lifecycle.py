@@ -21,7 +21,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline import checkpoints
-from pipeline.config import MlflowTracking, Settings, flatten
+from pipeline.compose import flatten
+from pipeline.config import MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
 from pipeline.tracking.experiments import experiment_id
