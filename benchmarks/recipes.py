@@ -28,7 +28,6 @@ import keras
 from keras import layers
 
 from pipeline.compose import compose_config, validate
-
 from pipeline.config import PROJECT_ROOT
 from pipeline.core import run_pipeline
 from pipeline.memory import release_memory
@@ -147,7 +146,7 @@ def bare_keras(recipe: Recipe, data: Dataset, seed: int, scratch: Path) -> Outco
 
 
 def pipeline(overrides: list[str]) -> Outcome:
-    result = run_pipeline(compose_config(overrides))
+    result = run_pipeline(validate(compose_config(overrides)))
     model = keras.models.load_model(result.output_dir / "checkpoints" / "last.keras")
     return Outcome(model.count_params(), result.test_metrics["test_accuracy"],
                    throughput(len(load_data(result.settings.data).x_train), result.history["epoch_time"]))

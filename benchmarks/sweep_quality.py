@@ -30,7 +30,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import optuna  # noqa: E402
 
 from pipeline.compose import validate  # noqa: E402
-
 from pipeline.config import PROJECT_ROOT  # noqa: E402
 from sweeps.settings import CategoricalParam, FloatParam, IntParam, Param, load  # noqa: E402
 from sweeps.space import applies  # noqa: E402

@@ -24,8 +24,8 @@ from typing import Any, Callable
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from pipeline import tracking
-from pipeline.compose import compose_config
-from pipeline.core import run_pipeline
+from pipeline.compose import compose_config, validate
+from pipeline.core import RunOptions, run_pipeline
 from pipeline.tracking import mlflow_tracker
 
 Timings = dict[str, list[float]]
@@ -52,14 +52,14 @@ def main() -> None:
         timings: Timings = defaultdict(list)
         with instrumented(timings):
             for variant in variants.values():  # warm-up pair
-                run_pipeline(compose_config(variant), overrides=variant)
+                run_pipeline(validate(compose_config(variant)), RunOptions(overrides=variant))
             timings.clear()
             wall: Timings = defaultdict(list)
             for pair in range(args.pairs):
                 order = list(variants) if pair % 2 == 0 else list(reversed(variants))
                 for name in order:
                     started = time.perf_counter()
-                    run_pipeline(compose_config(variants[name]), overrides=variants[name])
+                    run_pipeline(validate(compose_config(variants[name])), RunOptions(overrides=variants[name]))
                     wall[name].append(time.perf_counter() - started)
                 overhead = wall["local"][-1] - wall["none"][-1]
                 print(f"pair {pair + 1}: local {wall['local'][-1]:.2f} s, none {wall['none'][-1]:.2f} s, "

@@ -25,9 +25,8 @@ import keras
 import numpy as np
 
 from pipeline.compose import compose_config, validate
-
 from pipeline.config import PROJECT_ROOT
-from pipeline.core import run_pipeline
+from pipeline.core import RunOptions, run_pipeline
 from pipeline.memory import release_memory
 from pipeline.data import load_data
 from pipeline.device import place, seed_everything
@@ -131,7 +130,7 @@ def bare_fit(overrides: list[str]) -> EpochClock:
 
 def pipeline_fit(overrides: list[str]) -> EpochClock:
     clock = EpochClock()
-    run_pipeline(compose_config(overrides), callbacks=[clock])
+    run_pipeline(validate(compose_config(overrides)), RunOptions(callbacks=[clock]))
     return clock
 
 

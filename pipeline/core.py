@@ -1,7 +1,7 @@
 """The pipeline as one function: config in, trained and evaluated model (and its MLflow run) out.
 
-The CLI (`pipeline.run`) and the sweep objective both call `run_pipeline`; it imports TensorFlow, so
-entry points import this module only after the config has been validated.
+The CLI's jobs (`pipeline.jobs`) and the sweep objective both call `run_pipeline` with validated settings; this
+module imports TensorFlow, so entry points import it only once the config and the data have been checked.
 """
 
 from __future__ import annotations
@@ -13,21 +13,19 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
-from omegaconf import DictConfig
 
 from pipeline import checkpoints, device, tracking, trainer
-from pipeline.compose import validate
 from pipeline.config import Settings
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
-from pipeline.scoring import evaluate_model
 from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
+from pipeline.scoring import evaluate_model
 
 
 # Given a finished run's per-epoch history and test metrics: whether to log its model and plots.
@@ -45,31 +43,28 @@ class RunResult:
     model_id: str | None  # the MLflow LoggedModel (models:/<id>); None when no model was logged
 
 
-def run_pipeline(
-    cfg: DictConfig,
-    *,
-    overrides: Sequence[str] = (),
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-    parent_run_id: str | None = None,
-    run_tags: Mapping[str, str] | None = None,
-    log_artifacts_if: ArtifactFilter | None = None,
-) -> RunResult:
-    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record.
+@dataclass(frozen=True)
+class RunOptions:
+    """What a caller adds to a run beyond its settings."""
 
-    `callbacks` get every epoch's logs (loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_time)
-    from either trainer; one may raise `TrainingStopped` to end the run on purpose. `log_artifacts_if` may skip
-    the model and plots of a run not worth keeping (a sweep keeps them for its best trials); metrics are always logged.
-    """
-    settings = validate(cfg)
+    overrides: Sequence[str] = ()  # the command line the settings came from: the run's provenance and resume check
+    # Get every epoch's logs (loss, accuracy, val_loss, val_accuracy, learning_rate, epoch_time) from either
+    # trainer; one may raise `TrainingStopped` to end the run on purpose (a pruned trial).
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    parent_run_id: str | None = None  # the MLflow run this one nests under: a sweep's or a multirun's
+    run_tags: Mapping[str, str] = field(default_factory=dict)
+    # May skip the model and plots of a run not worth keeping (a sweep keeps its best trials'); metrics are always logged.
+    log_artifacts_if: ArtifactFilter | None = None
+
+
+def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunResult:
+    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record."""
     placement = device.place(settings.device)
     with _output_dir(settings, placement) as output_dir:
-        return _run(settings, placement, output_dir, overrides=overrides, callbacks=callbacks,
-                    parent_run_id=parent_run_id, run_tags=run_tags, log_artifacts_if=log_artifacts_if)
+        return _run(settings, placement, output_dir, options)
 
 
-def _run(settings: Settings, placement: device.Placement, output_dir: Path, *, overrides: Sequence[str],
-         callbacks: Sequence[keras.callbacks.Callback], parent_run_id: str | None,
-         run_tags: Mapping[str, str] | None, log_artifacts_if: ArtifactFilter | None) -> RunResult:
+def _run(settings: Settings, placement: device.Placement, output_dir: Path, options: RunOptions) -> RunResult:
     checkpoint_dir = output_dir / checkpoints.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
     data = load_data(settings.data)
@@ -77,14 +72,14 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, *, o
         model = build_model(settings.model, data.input_shape, data.num_classes)
 
     with tracking.tracked_run(
-        settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id,
-        tags={**placement.run_tags(), **(run_tags or {})}, record=placement.is_chief,
+        settings, overrides=options.overrides, output_dir=output_dir, parent_run_id=options.parent_run_id,
+        tags={**placement.run_tags(), **options.run_tags}, record=placement.is_chief,
     ) as tracker:
         tracker.log_datasets(data)
         state = _resume_state(settings, tracker, checkpoint_dir)
         model = _compiled_model(settings, model, data, placement, state, checkpoint_dir)
         run_callbacks = trainer.training_callbacks(
-            settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *callbacks]
+            settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *options.callbacks]
         )
         steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
         tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
@@ -101,7 +96,7 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, *, o
         evaluation = evaluate_model(model, data)
         model_id = tracker.log_results(
             model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
-            artifacts=log_artifacts_if is None or log_artifacts_if(state.history, evaluation.metrics),
+            artifacts=options.log_artifacts_if is None or options.log_artifacts_if(state.history, evaluation.metrics),
         )
         run_id = tracker.run_id
 

@@ -17,7 +17,6 @@ from hydra.version import setbase
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.compose import one_line_hydra_error
-
 from pipeline.config import CONF_DIR
 from pipeline.errors import PipelineError
 

@@ -100,13 +100,14 @@ def run_job(cfg: DictConfig) -> None:
         redact_files(output_dir / hydra.output_subdir)  # Hydra wrote the command line there as typed
     _pin_to_share(cfg, hydra)
     with teed_to(output_dir / f"{hydra.job.name}.log"):
-        from pipeline.core import run_pipeline  # imports TensorFlow: once per process
+        from pipeline.core import RunOptions, run_pipeline  # imports TensorFlow: once per process
         from pipeline.memory import release_memory
 
         started = time.perf_counter()
         try:
-            result = run_pipeline(cfg, overrides=list(hydra.overrides.task),
-                                  parent_run_id=os.environ.get(PARENT_RUN_ENV))
+            # Validated again: Hydra composed this job anew, in the process that runs it (a launcher's too).
+            result = run_pipeline(validate(cfg), RunOptions(overrides=list(hydra.overrides.task),
+                                                            parent_run_id=os.environ.get(PARENT_RUN_ENV)))
         finally:
             if hydra.mode == RunMode.MULTIRUN:
                 release_memory()  # the next job starts from a clean slate, as a sweep's next trial does

@@ -14,7 +14,8 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from pipeline.core import ArtifactFilter, run_pipeline
+from pipeline.compose import validate
+from pipeline.core import ArtifactFilter, RunOptions, run_pipeline
 from pipeline.errors import TrainingStopped
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
 from sweeps.objective_checks import is_epoch_metric
@@ -96,11 +97,11 @@ class TrialRunner:
         reporter = TrialReporter(trial, self.objective.metric)
         overrides: Sequence[str] = [*self.configs.pipeline_overrides, *as_overrides(values)]
         try:
-            result = run_pipeline(
-                cfg, overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
-                run_tags=self.runs.trial_tags(trial, values) if self.runs else None,
+            result = run_pipeline(validate(cfg), RunOptions(
+                overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
+                run_tags=self.runs.trial_tags(trial, values) if self.runs else {},
                 log_artifacts_if=self._artifact_filter(trial),
-            )
+            ))
         except TrainingStopped as stopped:
             return TrialOutcome(TrialState.PRUNED, run_id=reporter.run_id, reason=str(stopped))
         except Exception as error:  # noqa: BLE001 - a failing trial must not end the sweep

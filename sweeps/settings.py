@@ -8,7 +8,6 @@ from omegaconf import OmegaConf
 from pydantic import BeforeValidator, Field, ValidationError
 
 from pipeline.compose import compose_config, one_line_validation_error, validate
-
 from pipeline.config import PositiveInt, Schema, Settings
 from pipeline.errors import PipelineError
 from sweeps.trial_config import Scalar

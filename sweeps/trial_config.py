@@ -14,7 +14,6 @@ from typing import Union
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.compose import compose_config
-
 from pipeline.config import CONF_DIR
 
 Scalar = Union[bool, int, float, str, None]
