@@ -105,7 +105,7 @@ def _experiment_id(tracking: MlflowTracking, uri: str) -> str:
     """The experiment's id, created now if no run made it yet, so the printed link works from the start."""
     from mlflow import MlflowClient
 
-    from pipeline.tracking.experiments import experiment_id
+    from pipeline.tracking.runs import experiment_id
 
     return experiment_id(MlflowClient(uri), tracking, uri)
 

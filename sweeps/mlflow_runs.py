@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import optuna
-from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import MlflowTracking
-from pipeline.tracking.experiments import experiment_id
+from pipeline.tracking.runs import close_run, create_run, experiment_id, reopen_run
 from pipeline.tracking.store import check_store, tracking_uri
 from sweeps.heartbeat import RETRY_OF
 from sweeps.trial_config import Scalar, format_value
@@ -36,12 +34,12 @@ RETRY_OF_TAG = "optuna.retry_of"  # a retry's run: the trial (of a dead worker) 
 
 class SweepRuns:
     def __init__(self, tracking: MlflowTracking, study_name: str):
-        uri = tracking_uri(tracking)
-        assert uri is not None
-        check_store(uri)  # an unreachable or locked server fails before the first trial
-        self.client = MlflowClient(uri)
+        self.tracking, self.uri = tracking, tracking_uri(tracking)
+        assert self.uri is not None
+        check_store(self.uri)  # an unreachable or locked server fails before the first trial
+        self.client = MlflowClient(self.uri)
         self.study_name = study_name
-        self.experiment_id = experiment_id(self.client, tracking, uri)  # as a single run makes it
+        self.experiment_id = experiment_id(self.client, tracking, self.uri)  # as a single run makes it
 
     def parent_run(self, study: optuna.Study, description: Mapping[str, str]) -> str:
         """The study's parent run: created on first use, reopened (RUNNING) when the study resumes.
@@ -50,13 +48,11 @@ class SweepRuns:
         """
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)
         if run_id is None:
-            run = self.client.create_run(
-                self.experiment_id,
-                tags={MLFLOW_RUN_NAME: f"sweep-{self.study_name}", STUDY_TAG: self.study_name, **description},
-            )
-            study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
-            return run.info.run_id
-        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            run_id = create_run(self.client, self.tracking, self.uri, name=f"sweep-{self.study_name}",
+                                tags={STUDY_TAG: self.study_name, **description})
+            study.set_user_attr(PARENT_RUN_ATTR, run_id)
+            return run_id
+        reopen_run(self.client, run_id)
         return run_id
 
     def trial_tags(self, trial: optuna.Trial, values: Mapping[str, Scalar]) -> dict[str, str]:
@@ -78,7 +74,7 @@ class SweepRuns:
         """Tag the child run with the trial's state; `status` (FAILED, KILLED) overrides how it ended."""
         self.client.set_tag(run_id, STATE_TAG, state.name)
         if status:
-            self.client.set_terminated(run_id, status)
+            close_run(self.client, run_id, status)
 
     def close_stale_trial(self, trial: FrozenTrial) -> None:
         run_id = self.find_trial_run(trial)
@@ -87,7 +83,7 @@ class SweepRuns:
             self.record_state(run_id, TrialState.FAIL, status="KILLED")
 
     def end_parent(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status)
+        close_run(self.client, run_id, status)
 
     def keep_only_best_model(self, trials: list[FrozenTrial], best: FrozenTrial) -> None:
         """Delete the models of trials that were the best when they finished but have been beaten since."""

@@ -45,7 +45,7 @@ def grouping_run(settings: Settings, *, name: str, tags: Mapping[str, str]) -> I
     if isinstance(settings.tracking, NoTracking):
         yield None
         return
-    from pipeline.tracking.experiments import parent_run
+    from pipeline.tracking.runs import parent_run
 
     with parent_run(settings.tracking, name=name, tags=tags) as run_id:
         yield run_id

@@ -9,7 +9,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
-from pipeline.tracking.experiments import experiment_id
+from pipeline.tracking.runs import close_run, create_run
 from pipeline.tracking.mlflow_tracker import dataset_input
 from pipeline.tracking.store import tracking_uri
 
@@ -22,14 +22,14 @@ def record_evaluation(tracking: MlflowTracking, *, model_uri: str, model_id: str
     uri = tracking_uri(tracking)
     assert uri is not None
     client = MlflowClient(uri)
-    run = client.create_run(experiment_id(client, tracking, uri), run_name=f"evaluate-{data.source}-{model_uri.split('/')[-1]}")
+    run_id = create_run(client, tracking, uri, name=f"evaluate-{data.source}-{model_uri.split('/')[-1]}")
     now = int(time.time() * 1000)
     client.log_batch(
-        run.info.run_id,
+        run_id,
         metrics=[Metric(name, value, now, 0, model_id=model_id) for name, value in metrics.items()],
         params=[Param(f"data.{key}", str(value)) for key, value in data_params.items()],
         tags=[RunTag(EVALUATED_MODEL, model_uri), RunTag("data.source", data.source)],
     )
-    client.log_inputs(run.info.run_id, datasets=[dataset_input(data, "test")])
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id
+    client.log_inputs(run_id, datasets=[dataset_input(data, "test")])
+    close_run(client, run_id)
+    return run_id

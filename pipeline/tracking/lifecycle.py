@@ -17,7 +17,7 @@ from mlflow.entities import Param, Run, RunTag
 from mlflow.environment_variables import MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, MLFLOW_TRACKING_URI
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline import checkpoints
@@ -25,7 +25,7 @@ from pipeline.compose import flatten
 from pipeline.config import MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
-from pipeline.tracking.experiments import experiment_id
+from pipeline.tracking.runs import create_run
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.store import check_store, tracking_uri
@@ -56,7 +56,7 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
     run = _reopen(client, settings.resume, params, uri) if settings.resume else None
     with process_tracking_uri(uri):
-        run_id = run.info.run_id if run else _create(client, tracking, uri, parent_run_id)
+        run_id = run.info.run_id if run else create_run(client, tracking, uri, parent_run_id=parent_run_id)
         if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
@@ -93,11 +93,6 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
         yield
     finally:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both
-
-
-def _create(client: MlflowClient, tracking: MlflowTracking, uri: str, parent_run_id: str | None) -> str:
-    tags = {MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
-    return client.create_run(experiment_id(client, tracking, uri), tags=tags).info.run_id
 
 
 def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],

@@ -1,4 +1,9 @@
-"""Experiments and the runs that only group others: MLflow's side without Keras, for entry points that train nothing."""
+"""Every MLflow run's life, whatever its kind: created (in the project's experiment), re-opened, closed.
+
+A pipeline run (`lifecycle.mlflow_run`), a multirun's or a sweep's parent, a sweep trial's child and an evaluation all
+start and end here; no Keras, so entry points that train nothing (sweep launchers, pipeline.evaluate) use it too.
+Tags are stored with their passwords masked.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from contextlib import contextmanager
 from typing import Iterator, Mapping
 
 from mlflow import MlflowClient
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -35,6 +41,24 @@ def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> s
     return experiment.experiment_id
 
 
+def create_run(client: MlflowClient, tracking: MlflowTracking, uri: str, *, name: str | None = None,
+               tags: Mapping[str, str] | None = None, parent_run_id: str | None = None) -> str:
+    """A new RUNNING run in tracking.experiment (nested under `parent_run_id`); its id."""
+    tags = {**(tags or {}), **({MLFLOW_PARENT_RUN_ID: parent_run_id} if parent_run_id else {})}
+    run = client.create_run(experiment_id(client, tracking, uri), run_name=name,
+                            tags={key: redact(str(value)) for key, value in tags.items()})
+    return run.info.run_id
+
+
+def reopen_run(client: MlflowClient, run_id: str) -> None:
+    """A closed run RUNNING again (a resumed sweep's parent)."""
+    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+
+
+def close_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    client.set_terminated(run_id, status)
+
+
 @contextmanager
 def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) -> Iterator[str]:
     """A run that only groups others (a multirun's jobs name it as their parent); it ends as they did:
@@ -44,23 +68,22 @@ def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) 
     assert uri is not None
     check_store(uri)
     client = MlflowClient(uri)
-    run = client.create_run(experiment_id(client, tracking, uri), run_name=name,
-                            tags={key: redact(value) for key, value in tags.items()})
+    run_id = create_run(client, tracking, uri, name=name, tags=tags)
     status = "KILLED"
     try:
-        yield run.info.run_id
+        yield run_id
         status = "FINISHED"
     except Exception:
         status = "FAILED"
         raise
     finally:
         if status != "FINISHED":
-            _kill_running_children(client, run.info.experiment_id, run.info.run_id)
-        client.set_terminated(run.info.run_id, status)
+            _kill_running_children(client, client.get_run(run_id).info.experiment_id, run_id)
+        close_run(client, run_id, status)
 
 
 def _kill_running_children(client: MlflowClient, experiment: str, parent_run_id: str) -> None:
     running = client.search_runs(
         [experiment], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
     for child in running:
-        client.set_terminated(child.info.run_id, "KILLED")
+        close_run(client, child.info.run_id, "KILLED")
