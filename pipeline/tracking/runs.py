@@ -1,7 +1,7 @@
-"""Every MLflow run's life, whatever its kind: created (in the project's experiment), re-opened, closed.
-
-A pipeline run (`lifecycle.mlflow_run`), a multirun's or a sweep's parent, a sweep trial's child and an evaluation all
-start and end here; no Keras, so entry points that train nothing (sweep launchers, pipeline.evaluate) use it too.
+"""MLflow runs of every kind are created here, in the project's experiment: a training run (whose own life,
+from recording its config to closing as it ended, is `lifecycle.mlflow_run`'s), a multirun's or a sweep's parent,
+an evaluation. The runs that are not a training's active run are also re-opened and closed here (parents, a dead
+worker's trial). No Keras: entry points that train nothing (sweep launchers, pipeline.evaluate) use it too.
 Tags are stored with their passwords masked.
 """
 
