@@ -166,16 +166,22 @@ OptimizerSettings = Annotated[
 
 # --- trainer ----------------------------------------------------------------------------------
 
+# What both trainers log each epoch: the compiled loss and metrics (trainer.LOSS, trainer.METRICS) on training and
+# validation data, and the two figures trainer.EpochStats adds.
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+EPOCH_STATS = ("learning_rate", "epoch_time")
+EpochMetric = Literal[EPOCH_METRICS]  # type: ignore[valid-type]
+
 
 class CheckpointSettings(Schema):
-    monitor: str = "val_accuracy"
+    monitor: EpochMetric = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     evaluate: Literal["best", "last"] = "best"  # which weights are tested and logged as the run's model
 
 
 class EarlyStoppingSettings(Schema):
     enabled: bool = False
-    monitor: str = "val_loss"
+    monitor: EpochMetric = "val_loss"
     mode: Literal["max", "min"] = "min"
     patience: PositiveInt = 3
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from pipeline import stop
 from pipeline.checkpoints import TrainingState, checkpoint_callbacks
-from pipeline.config import TrainerSettings
+from pipeline.config import EPOCH_STATS, TrainerSettings
 from pipeline.data import Dataset
 from pipeline.device import Placement
 from pipeline.optimizer import current_learning_rate
@@ -53,8 +53,9 @@ class EpochStats(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
-            logs["learning_rate"] = current_learning_rate(self.model.optimizer)
-            logs["epoch_time"] = time.perf_counter() - self._started
+            learning_rate, epoch_time = EPOCH_STATS
+            logs[learning_rate] = current_learning_rate(self.model.optimizer)
+            logs[epoch_time] = time.perf_counter() - self._started
 
 
 class StopOnNaN(keras.callbacks.Callback):

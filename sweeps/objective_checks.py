@@ -3,11 +3,9 @@ module imports it)."""
 
 from __future__ import annotations
 
-from pipeline.config import MlflowTracking, Settings
+from pipeline.config import EPOCH_METRICS, MlflowTracking, Settings
 from pipeline.errors import PipelineError
 from sweeps.settings import SweepSettings
-
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def is_epoch_metric(metric: str) -> bool:

@@ -16,12 +16,12 @@ import keras
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-PASSED_THROUGH = ("learning_rate", "epoch_time")
+from pipeline.config import EPOCH_STATS
 
 
 def metric_name(log_key: str) -> str:
     """Keras's epoch-log keys as the run's metric names: loss -> train_loss, val_loss stays."""
-    return log_key if log_key.startswith("val_") or log_key in PASSED_THROUGH else f"train_{log_key}"
+    return log_key if log_key.startswith("val_") or log_key in EPOCH_STATS else f"train_{log_key}"
 
 
 def epoch_metrics(logs: dict[str, Any]) -> dict[str, float]:

@@ -79,6 +79,8 @@ def test_command_line_overrides_win_over_presets():
         (["model.dropout=-0.1"], "model.dropout=-0.1: input should be greater than or equal to 0"),
         (["trainer.epochs=0"], "trainer.epochs=0: input should be greater than or equal to 1"),
         (["trainer.batch_size=0"], "trainer.batch_size=0: input should be greater than or equal to 1"),
+        (["trainer.checkpoint.monitor=val_acc"],
+         "trainer.checkpoint.monitor='val_acc': allowed: 'loss', 'accuracy', 'val_loss' or 'val_accuracy'"),
         (["data=npz"], "data.path: missing a required value"),
         (["optimizer.schedule=linear"], "optimizer.schedule='linear': allowed: 'constant', 'cosine' or 'exponential'"),
         (["tracking=server"], "tracking=server needs tracking.uri"),
