@@ -7,7 +7,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
-from pipeline.config import compose_config  # noqa: E402
+from pipeline.compose import compose_config  # noqa: E402
 
 pytest_plugins = ["tests.mlflow_fixtures"]
 

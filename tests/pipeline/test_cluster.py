@@ -14,6 +14,7 @@ from pipeline import cluster
 from pipeline.errors import PipelineError
 from tests.pipeline.test_run import pipeline_run
 from tests.ports import free_port
+from pipeline.compose import validate
 
 CHECKPOINT_FILES = ["best.keras", "last.keras", "state.json"]
 QUICK_MULTI = ["device=multi_worker", "trainer=custom", "trainer.verbose=2", "model.dropout=0",
@@ -107,8 +108,8 @@ def test_two_workers_train_in_step_and_only_the_chief_records(tmp_path, mlflow_s
     # The other worker's folder keeps only its console log and Hydra's snapshot; its scratch checkpoints are gone.
     assert sorted(path.name for path in (tmp_path / "worker1").iterdir()) == [".hydra", "run.log"]
 
-    single = run_pipeline(compose(*QUICK_MULTI[1:], "device=cpu", "trainer.epochs=2", "tracking=none",
-                                  f"output_dir={tmp_path}/single", quick=False))
+    single = run_pipeline(validate(compose(*QUICK_MULTI[1:], "device=cpu", "trainer.epochs=2", "tracking=none",
+                                  f"output_dir={tmp_path}/single", quick=False)))
     assert losses == pytest.approx(single.history["loss"], rel=1e-3)  # the same global batch, the same steps
 
 

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from pipeline.config import CONF_DIR, compose_config, flatten, validate
+from pipeline.compose import compose_config, flatten, validate
+from pipeline.config import CONF_DIR
 from pipeline.errors import PipelineError
 
 REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"],

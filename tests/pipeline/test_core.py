@@ -8,13 +8,15 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.core import run_pipeline
+from pipeline.compose import validate
+from pipeline.core import RunOptions, run_pipeline
 from pipeline.data import load_data
 from pipeline.errors import PipelineError, TrainingStopped
 
 
 def test_default_config_reaches_sensible_accuracy(compose, tmp_path):
-    result = run_pipeline(compose("tracking=none", "trainer.verbose=0", f"output_dir={tmp_path}", quick=False))
+    settings = validate(compose("tracking=none", "trainer.verbose=0", f"output_dir={tmp_path}", quick=False))
+    result = run_pipeline(settings)
     assert result.test_metrics["test_accuracy"] >= 0.95
     assert json.loads((tmp_path / "metrics.json").read_text()) == result.test_metrics
     assert set(result.test_metrics) >= {"test_loss", "test_accuracy", "test_f1_macro", "test_f1_0", "test_f1_9"}
@@ -22,8 +24,8 @@ def test_default_config_reaches_sensible_accuracy(compose, tmp_path):
 
 def test_deterministic_runs_repeat_exactly_on_cpu(compose, tmp_path):
     overrides = ["tracking=none", "deterministic=true", "trainer=custom", "model.dropout=0.3"]
-    first = run_pipeline(compose(*overrides, f"output_dir={tmp_path / 'a'}"))
-    second = run_pipeline(compose(*overrides, f"output_dir={tmp_path / 'b'}"))
+    first = run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")))
+    second = run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'b'}")))
     assert first.history["loss"] == second.history["loss"]
     assert first.test_metrics == second.test_metrics
 
@@ -46,11 +48,13 @@ def test_own_models_train_log_resume_and_reload(compose, mlflow_store, tmp_path,
     monkeypatch.delitem(sys.modules, "my_models", raising=False)
     overrides = [*model_overrides, mlflow_store.override, "trainer.epochs=2"]
     with pytest.raises(TrainingStopped):
-        run_pipeline(compose(*overrides, f"output_dir={tmp_path / 'first'}"), callbacks=[StopAfterFirstEpoch()])
+        run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'first'}")),
+                     RunOptions(callbacks=[StopAfterFirstEpoch()]))
     (killed,) = mlflow_store.runs()
     assert killed.info.status == "KILLED"
 
-    resumed = run_pipeline(compose(*overrides, f"resume={killed.info.run_id}", f"output_dir={tmp_path / 'second'}"))
+    resumed = run_pipeline(validate(compose(*overrides, f"resume={killed.info.run_id}",
+                                            f"output_dir={tmp_path / 'second'}")))
 
     assert resumed.run_id == killed.info.run_id and len(resumed.history["loss"]) == 2
     assert mlflow_store.client().get_run(resumed.run_id).info.status == "FINISHED"
@@ -75,9 +79,9 @@ def build(input_shape, num_classes, width):
 @pytest.mark.parametrize("evaluate", ["best", "last"])
 def test_the_chosen_checkpoint_is_what_gets_tested(compose, tmp_path, evaluate):
     # Monitoring val_accuracy for its *minimum* makes the "best" checkpoint a worse model than the last one.
-    result = run_pipeline(compose("tracking=none", "trainer.epochs=4", "optimizer.learning_rate=0.003",
+    result = run_pipeline(validate(compose("tracking=none", "trainer.epochs=4", "optimizer.learning_rate=0.003",
                                   "trainer.checkpoint.monitor=val_accuracy", "trainer.checkpoint.mode=min",
-                                  f"trainer.checkpoint.evaluate={evaluate}", f"output_dir={tmp_path}"))
+                                  f"trainer.checkpoint.evaluate={evaluate}", f"output_dir={tmp_path}")))
     data = load_data(result.settings.data)
 
     def test_accuracy(checkpoint: str) -> float:
@@ -91,5 +95,5 @@ def test_the_chosen_checkpoint_is_what_gets_tested(compose, tmp_path, evaluate):
 
 def test_a_network_that_cannot_be_built_records_no_run(compose, mlflow_store, tmp_path):
     with pytest.raises(PipelineError, match=r"^model=small_cnn cannot take 8x8x1 inputs"):
-        run_pipeline(compose("model=small_cnn", mlflow_store.override, f"output_dir={tmp_path}"))
+        run_pipeline(validate(compose("model=small_cnn", mlflow_store.override, f"output_dir={tmp_path}")))
     assert mlflow_store.runs() == []

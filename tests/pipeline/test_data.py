@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import DataSettings, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import DataSettings
 from pipeline.data import Dataset, load_data
 from pipeline.data.fashion_mnist import FASHION_FILES, FASHION_NAMES
 from pipeline.errors import PipelineError
@@ -98,7 +99,7 @@ def test_zero_validation_fraction_is_refused() -> None:
 
 def test_loading_digits_does_not_import_tensorflow() -> None:
     script = (
-        "import sys; from pipeline.config import compose_config, validate; from pipeline.data import load_data;"
+        "import sys; from pipeline.compose import compose_config, validate; from pipeline.data import load_data;"
         "load_data(validate(compose_config([])).data); assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[2])

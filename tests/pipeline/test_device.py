@@ -3,7 +3,7 @@
 import pytest
 import tensorflow as tf
 
-from pipeline.config import compose_config, validate
+from pipeline.compose import compose_config, validate
 from pipeline.device import place
 from pipeline.errors import PipelineError
 

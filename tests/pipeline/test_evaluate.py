@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import compose_config
+from pipeline.compose import compose_config, validate
 from pipeline.evaluate import main, split_model_uri
 from pipeline.errors import PipelineError
 from tests.conftest import QUICK
@@ -13,13 +13,13 @@ from tests.mlflow_fixtures import new_store
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mlflow_template_db):
-    from pipeline.core import run_pipeline
+    from pipeline.core import RunOptions, run_pipeline
 
     folder = tmp_path_factory.mktemp("evaluate")
     store = new_store(folder, mlflow_template_db)
     overrides = [*QUICK, "trainer.epochs=1", store.override, f"output_dir={folder / 'out'}",
                  "tracking.register_as=digits-eval"]
-    result = run_pipeline(compose_config(overrides), overrides=overrides)
+    result = run_pipeline(validate(compose_config(overrides)), RunOptions(overrides=overrides))
     (output,) = store.client().get_run(result.run_id).outputs.model_outputs
     return store, result, output.model_id
 

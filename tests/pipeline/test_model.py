@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.model import build_model
 

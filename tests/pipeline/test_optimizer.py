@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import CONF_DIR, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.optimizer import build_optimizer, current_learning_rate
 

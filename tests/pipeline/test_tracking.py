@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, compose_config
+from pipeline.compose import compose_config, validate
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import TrainingStopped
 from tests.conftest import QUICK
 from tests.mlflow_fixtures import new_store
@@ -18,13 +19,14 @@ EPOCHS = 2
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, mlflow_template_db):
     """One tracked run shared by the tests that only read what it recorded."""
-    from pipeline.core import run_pipeline
+    from pipeline.core import RunOptions, run_pipeline
 
     folder = tmp_path_factory.mktemp("tracked")
     store = new_store(folder, mlflow_template_db)
     overrides = [*QUICK, f"trainer.epochs={EPOCHS}", store.override, f"output_dir={folder / 'out'}",
                  "tracking.register_as=digits-mlp"]
-    result = run_pipeline(compose_config(overrides), overrides=overrides, run_tags={"sweep": "none"})
+    result = run_pipeline(validate(compose_config(overrides)),
+                          RunOptions(overrides=overrides, run_tags={"sweep": "none"}))
     return store, result, store.client().get_run(result.run_id)
 
 
@@ -136,11 +138,12 @@ class _RaiseAtSecondEpoch:
 )
 def test_a_run_that_raises_ends_failed_or_killed_with_its_checkpoints(compose, mlflow_store, tmp_path,
                                                                       error, status, tag, value):
-    from pipeline.core import run_pipeline
+    from pipeline.core import RunOptions, run_pipeline
 
     overrides = ["trainer.epochs=3", mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
     with pytest.raises(type(error)):
-        run_pipeline(compose(*overrides), overrides=overrides, callbacks=[_RaiseAtSecondEpoch.make(error)])
+        run_pipeline(validate(compose(*overrides)),
+                     RunOptions(overrides=overrides, callbacks=[_RaiseAtSecondEpoch.make(error)]))
     (run,) = mlflow_store.runs()
     assert run.info.status == status
     assert run.data.tags[tag] == value
@@ -153,7 +156,7 @@ def test_tracking_none_writes_no_mlflow_files(compose, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     project_store = sorted((PROJECT_ROOT / "mlruns").rglob("*"))
-    result = run_pipeline(compose("tracking=none", f"output_dir={tmp_path / 'out'}"))
+    result = run_pipeline(validate(compose("tracking=none", f"output_dir={tmp_path / 'out'}")))
     assert result.run_id is None
     assert sorted((PROJECT_ROOT / "mlruns").rglob("*")) == project_store
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]

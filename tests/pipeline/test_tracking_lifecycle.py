@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, compose_config, validate
+from pipeline.compose import compose_config, validate
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.tracking import RunTracker, tracked_run, tracking_uri
 from tests.ports import free_port

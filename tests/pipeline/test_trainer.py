@@ -9,7 +9,7 @@ import pytest
 
 from pipeline import stop, trainer
 from pipeline.checkpoints import BEST, LAST, TrainingState
-from pipeline.config import validate
+from pipeline.compose import validate
 from pipeline.core import run_pipeline
 from pipeline.data import load_data
 from pipeline.device import place
@@ -20,7 +20,7 @@ NO_TRACKING = ["tracking=none"]
 
 
 def run(compose, tmp_path, *overrides):
-    return run_pipeline(compose(*NO_TRACKING, f"output_dir={tmp_path}", *overrides))
+    return run_pipeline(validate(compose(*NO_TRACKING, f"output_dir={tmp_path}", *overrides)))
 
 
 def test_fit_and_custom_give_the_same_training_loss_per_epoch(compose, tmp_path):

@@ -1,7 +1,7 @@
 import optuna
 import pytest
 
-from pipeline.config import compose_config
+from pipeline.compose import compose_config
 from pipeline.errors import PipelineError
 from sweeps.settings import load
 from sweeps.space import baseline_values, check_space, suggest

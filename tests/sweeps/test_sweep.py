@@ -7,7 +7,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
-from pipeline.config import compose_config, flatten, validate
+from pipeline.compose import compose_config, flatten, validate
 from pipeline.errors import PipelineError
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR
 from sweeps.report import BASELINE_ATTR

@@ -1,6 +1,6 @@
 import shlex
 
-from pipeline.config import compose_config
+from pipeline.compose import compose_config
 from sweeps.trial_config import as_overrides, format_value, group_options, reproduce_command
 
 
