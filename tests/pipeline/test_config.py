@@ -107,7 +107,7 @@ def test_flatten_gives_dotted_params():
 def test_validation_never_imports_tensorflow():
     code = (
         "import sys\n"
-        "from pipeline.config import compose_config, validate\n"
+        "from pipeline.compose import compose_config, validate\n"
         "validate(compose_config(['trainer=custom', 'model=small_cnn']))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
     )

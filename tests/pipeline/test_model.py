@@ -117,7 +117,7 @@ def test_bad_dropout_is_a_one_line_error_naming_the_key():
 def test_validating_layer_lists_and_builders_does_not_load_tensorflow(user_models):
     script = (
         "import sys\n"
-        "from pipeline.config import compose_config, validate\n"
+        "from pipeline.compose import compose_config, validate\n"
         "validate(compose_config(['model=small_cnn']))\n"
         "validate(compose_config(['model=python', 'model.builder=my_models:build']))\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"

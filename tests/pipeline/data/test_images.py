@@ -1,0 +1,98 @@
+"""data=images: class folders of real image files the tests write, and every folder problem's message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.data import load_data
+from tests.pipeline.data.conftest import assert_images_match_labels, data_settings, error_message
+
+
+def write_image(path: Path, size: tuple[int, int], color: int | tuple[int, int, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L" if isinstance(color, int) else "RGB", size, color).save(path)
+
+
+def write_class_folders(root: Path, colors: dict[str, int | tuple[int, int, int]], per_class: int = 6) -> None:
+    """Images of varied sizes and formats, every image of a class filled with the class's color."""
+    for name, color in colors.items():
+        for index in range(per_class):
+            suffix = (".png", ".bmp", ".gif")[index % 3]
+            write_image(root / name / f"{index}{suffix}", (7 + index, 9), color)
+
+
+def test_image_folders_become_sorted_classes_resized_and_converted(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"b_dog": 200, "a_cat": 40, "c_owl": 120})
+    write_image(tmp_path / ".ipynb_checkpoints" / "0.png", (5, 5), 0)  # hidden folder: not a class
+    (tmp_path / "a_cat" / "notes.txt").write_text("not an image: skipped")
+    dataset = load_data(data_settings("data=images", f"data.path={tmp_path}", "data.image_size=[6,4]"))
+
+    assert dataset.class_names == ("a_cat", "b_dog", "c_owl") and dataset.input_shape == (6, 4, 1)
+    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (12, 2, 4)
+    assert set(dataset.y_test) == {0, 1, 2}  # the test split is stratified
+    assert_images_match_labels(dataset, np.array([[40], [200], [120]]) / 255)
+
+
+def test_image_folders_in_rgb(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"red": (255, 0, 0), "blue": (0, 0, 255)}, per_class=5)
+    dataset = load_data(data_settings("data=images", f"data.path={tmp_path}", "data.color_mode=rgb"))
+
+    assert dataset.class_names == ("blue", "red") and dataset.input_shape == (28, 28, 3)
+    assert_images_match_labels(dataset, np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+
+
+def folder_without_classes(root: Path) -> None:
+    write_image(root / "loose.png", (5, 5), 0)
+
+
+def single_class(root: Path) -> None:
+    write_class_folders(root, {"only": 10}, per_class=2)
+
+
+def class_without_images(root: Path) -> None:
+    write_class_folders(root, {"cats": 10}, per_class=2)
+    (root / "dogs").mkdir()
+    (root / "dogs" / "readme.txt").write_text("no images here")
+
+
+def unreadable_image(root: Path) -> None:
+    write_class_folders(root, {"cats": 10, "dogs": 90}, per_class=2)
+    (root / "dogs" / "broken.png").write_bytes(b"\x89PNG not really")
+
+
+def truncated_image(root: Path) -> None:
+    write_class_folders(root, {"cats": 10, "dogs": 90}, per_class=2)
+    Image.effect_noise((64, 64), 50).save(root / "dogs" / "noise.png")
+    raw = (root / "dogs" / "noise.png").read_bytes()
+    (root / "dogs" / "noise.png").write_bytes(raw[: len(raw) // 2])
+
+
+def too_few_images(root: Path) -> None:
+    write_class_folders(root, {"cats": 10, "dogs": 90}, per_class=1)
+
+
+BAD_FOLDERS = {
+    "missing": (lambda root: None, "{root}/absent: no such folder", "absent"),
+    "empty": (lambda root: None, "{root}: is empty", ""),
+    "no class sub-folders": (folder_without_classes, "{root}: has no class sub-folders", ""),
+    "one class": (single_class, "{root}: only one class folder ('only'); need at least 2", ""),
+    "class without images": (class_without_images, "{root}: class folder 'dogs' holds no images", ""),
+    "unreadable image": (unreadable_image, "{root}/dogs/broken.png: cannot read this image", ""),
+    "truncated image": (truncated_image, "{root}/dogs/noise.png: cannot read this image", ""),
+    "no training images left": (too_few_images, "data.val_fraction=0.1 leaves 1 validation and 0 training", ""),
+}
+
+
+@pytest.mark.parametrize("make, expected, subfolder", BAD_FOLDERS.values(), ids=BAD_FOLDERS.keys())
+def test_image_folder_problems_are_named(
+    tmp_path: Path, make: Callable[[Path], None], expected: str, subfolder: str
+) -> None:
+    make(tmp_path)
+    path = tmp_path / subfolder if subfolder else tmp_path
+    message = error_message(data_settings("data=images", f"data.path={path}"))
+    assert expected.format(root=tmp_path) in message

@@ -1,0 +1,171 @@
+"""How a tracked run opens and ends: failed or killed with its checkpoints, parent runs, and resume, down to
+SIGTERM mid-training and resume=<run id> continuing the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.compose import validate
+from pipeline.config import PROJECT_ROOT
+from pipeline.errors import PipelineError, TrainingStopped
+from pipeline.tracking import tracked_run
+from tests.pipeline.tracking.conftest import open_and_close, settings_for
+
+EXTRA_EPOCHS = 2
+
+
+class _RaiseAtSecondEpoch:
+    """A callback factory: raises `error` at the end of epoch 2, after the checkpoints exist."""
+
+    @staticmethod
+    def make(error: BaseException):
+        import keras
+
+        class Raiser(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 1:
+                    raise error
+
+        return Raiser()
+
+
+@pytest.mark.parametrize(
+    "error, status, tag, value",
+    [
+        (RuntimeError("disk on fire"), "FAILED", "error", "RuntimeError: disk on fire"),
+        (TrainingStopped("pruned at epoch 2"), "KILLED", "stopped", "pruned at epoch 2"),
+    ],
+)
+def test_a_run_that_raises_ends_failed_or_killed_with_its_checkpoints(compose, mlflow_store, tmp_path,
+                                                                      error, status, tag, value):
+    from pipeline.core import RunOptions, run_pipeline
+
+    overrides = ["trainer.epochs=3", mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
+    with pytest.raises(type(error)):
+        run_pipeline(validate(compose(*overrides)),
+                     RunOptions(overrides=overrides, callbacks=[_RaiseAtSecondEpoch.make(error)]))
+    (run,) = mlflow_store.runs()
+    assert run.info.status == status
+    assert run.data.tags[tag] == value
+    artifacts = {item.path for item in mlflow_store.client().list_artifacts(run.info.run_id, "checkpoints")}
+    assert artifacts == {"checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.json"}
+
+
+@pytest.mark.parametrize("interruption, status", [(KeyboardInterrupt(), "KILLED"), (SystemExit(1), "KILLED"),
+                                                  (ValueError("bad\nthing"), "FAILED")])
+def test_interrupted_or_failed_body_closes_the_run_and_reraises(mlflow_store, tmp_path, interruption, status):
+    with pytest.raises(type(interruption)):
+        with tracked_run(settings_for(mlflow_store.override), overrides=[], output_dir=tmp_path) as tracker:
+            raise interruption
+    run = mlflow_store.client().get_run(tracker.run_id)
+    assert run.info.status == status
+    if status == "FAILED":
+        assert run.data.tags["error"] == "ValueError: bad thing"
+        error_text = mlflow_store.client().download_artifacts(tracker.run_id, "error.txt", str(tmp_path))
+        assert "Traceback" in Path(error_text).read_text()
+
+
+def test_parent_run_and_extra_tags_are_recorded(mlflow_store, tmp_path):
+    settings = settings_for(mlflow_store.override, "tracking.run_name=trial-7", "tracking.experiment=study")
+    parent = open_and_close(settings, tmp_path)
+    child = open_and_close(settings, tmp_path, parent_run_id=parent, tags={"trial": "7"})
+    run = mlflow_store.client().get_run(child)
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["trial"] == "7"
+    assert run.info.run_name == "trial-7"
+    assert mlflow_store.client().get_experiment(run.info.experiment_id).name == "study"
+    assert mlflow_store.client().get_experiment(run.info.experiment_id).artifact_location == (
+        (mlflow_store.root / "artifacts").as_uri())
+
+
+def test_resume_of_an_unknown_or_finished_run_is_refused_in_one_line(mlflow_store, tmp_path):
+    finished = open_and_close(settings_for(mlflow_store.override), tmp_path)
+    unknown = "0" * 32
+    cases = [(unknown, rf"^resume={unknown}: no such run in sqlite:///"),
+             (finished, rf"^resume={finished}: the run is FINISHED; only a KILLED or FAILED run can be resumed$")]
+    for run_id, message in cases:
+        with pytest.raises(PipelineError, match=message):
+            open_and_close(settings_for(mlflow_store.override, f"resume={run_id}"), tmp_path)
+    assert mlflow_store.client().get_run(finished).info.status == "FINISHED"
+
+
+def test_resume_reopens_the_same_run_and_refuses_a_changed_config(mlflow_store, tmp_path):
+    original = [mlflow_store.override, "optimizer.learning_rate=0.01"]
+    with pytest.raises(KeyboardInterrupt):
+        with tracked_run(settings_for(*original), overrides=original, output_dir=tmp_path) as tracker:
+            raise KeyboardInterrupt
+    killed = tracker.run_id
+    with pytest.raises(PipelineError, match=rf"^resume={killed}: optimizer\.learning_rate=0\.001 but the run has "
+                                            r"optimizer\.learning_rate=0\.01; resume with the run's own overrides"):
+        open_and_close(settings_for(mlflow_store.override, f"resume={killed}"), tmp_path)
+    # More epochs and another device are allowed: that is what continuing a run is for.
+    resumed = settings_for(*original, f"resume={killed}", "trainer.epochs=40", "device=cpu")
+    assert open_and_close(resumed, tmp_path) == killed
+    run = mlflow_store.client().get_run(killed)
+    assert run.info.status == "FINISHED" and run.data.params["trainer.epochs"] == "15"
+    assert run.data.tags["resume_overrides"] == ""
+
+
+def start_run(*overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "pipeline.run", "trainer.verbose=0", "data.max_train_samples=200", *overrides]
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def val_accuracy_steps(store, run_id: str) -> list[int]:
+    return sorted(point.step for point in store.client().get_metric_history(run_id, "val_accuracy"))
+
+
+def wait_for_epochs(store, process: subprocess.Popen, epochs: int, timeout_s: float = 180) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        runs = store.runs()
+        if runs and len(val_accuracy_steps(store, runs[0].info.run_id)) >= epochs:
+            return runs[0].info.run_id
+        time.sleep(0.3)
+    raise AssertionError(f"no run reached {epochs} epochs in {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_sigterm_kills_the_run_and_resume_continues_it(mlflow_store, tmp_path: Path):
+    # Several steps per call (7 an epoch here); the resumed run may pick another number (auto).
+    first = start_run(mlflow_store.override, "trainer.epochs=500", "trainer.steps_per_execution=3",
+                      f"output_dir={tmp_path / 'first'}")
+    try:
+        run_id = wait_for_epochs(mlflow_store, first, epochs=2)
+        first.send_signal(signal.SIGTERM)
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 130, stderr
+    assert "3 steps per call" in stdout
+    assert "interrupted" in stderr
+    client = mlflow_store.client()
+    assert client.get_run(run_id).info.status == "KILLED"
+    state = json.loads(Path(client.download_artifacts(run_id, "checkpoints/state.json", str(tmp_path))).read_text())
+    done = state["epochs_done"]
+    assert done >= 2
+
+    total = done + EXTRA_EPOCHS
+    resumed = start_run(mlflow_store.override, f"resume={run_id}", f"trainer.epochs={total}",
+                        f"output_dir={tmp_path / 'second'}")
+    stdout, stderr = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, stderr
+    assert f"epochs {done + 1}..{total}" in stdout
+    assert len(mlflow_store.runs()) == 1
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = val_accuracy_steps(mlflow_store, run_id)
+    assert steps == sorted(set(steps)) and steps[-1] == total  # no epoch logged twice, ends at the last one
+    assert set(range(done + 1, total + 1)) <= set(steps)
+    assert "test_accuracy" in run.data.metrics
+    assert (tmp_path / "second" / "checkpoints" / "last.keras").exists()  # fetched from MLflow, then trained on

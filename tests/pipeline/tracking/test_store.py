@@ -1,0 +1,37 @@
+"""The store's URI, and a store that cannot be created or reached refused in one line before any run."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT
+from pipeline.errors import PipelineError
+from pipeline.tracking import tracking_uri
+from tests.ports import free_port
+from tests.pipeline.tracking.conftest import open_and_close, settings_for
+
+
+def test_tracking_uri_is_absolute_and_none_without_tracking(tmp_path, monkeypatch):
+    assert tracking_uri(settings_for().tracking) == f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri(settings_for("tracking.uri=sqlite:///runs/mlflow.db").tracking) == (
+        f"sqlite:///{tmp_path.resolve() / 'runs' / 'mlflow.db'}")
+    assert tracking_uri(settings_for("tracking=server", "tracking.uri=http://mlflow:5000").tracking) == (
+        "http://mlflow:5000")
+    assert tracking_uri(settings_for("tracking=none").tracking) is None
+
+
+def test_store_that_cannot_be_created_is_one_line_before_any_run(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    settings = settings_for(f"tracking.uri=sqlite:///{blocker}/mlflow.db")
+    with pytest.raises(PipelineError, match=r"^tracking\.uri=sqlite:///.*a_file/mlflow\.db: cannot create") as error:
+        open_and_close(settings, tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_unreachable_server_is_one_line_before_any_run(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(PipelineError, match=rf"^tracking\.uri={uri}: MLflow server unreachable") as error:
+        open_and_close(settings_for("tracking=server", f"tracking.uri={uri}"), tmp_path)
+    assert "\n" not in str(error.value)
