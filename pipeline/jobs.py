@@ -28,6 +28,7 @@ from pipeline.credentials import redact_files
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
+from pipeline.tracking.store import check_store, tracking_uri
 from pipeline.worker_slots import parallel_processes, plan_slots, visible_gpus
 
 # What a multirun's jobs share, read by jobs in this process and inherited by a launcher's worker processes.
@@ -58,6 +59,8 @@ def check_job(overrides: list[str]) -> Settings:
     load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG
+    if isinstance(settings.tracking, MlflowTracking):
+        check_store(tracking_uri(settings.tracking))  # an unwritable store, a server down or refusing the login
     return settings
 
 
