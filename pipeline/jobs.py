@@ -121,6 +121,10 @@ def run_job(cfg: DictConfig) -> None:
             print(f"MLflow run {result.run_id}: {_run_page(result.settings, result.run_id)}")
         if result.model_id:
             print(f"Model models:/{result.model_id} (python -m pipeline.evaluate model=models:/{result.model_id})")
+    if result.run_id:
+        from pipeline.tracking import attach_console_log
+
+        attach_console_log(result.settings, result.run_id, output_dir)
 
 
 def _pin_to_share(cfg: DictConfig, hydra: DictConfig) -> None:

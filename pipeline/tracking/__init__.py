@@ -13,7 +13,7 @@ from pipeline.config import NoTracking, Settings
 from pipeline.tracking.store import tracking_uri
 from pipeline.tracking.tracker import RunTracker
 
-__all__ = ["RunTracker", "grouping_run", "tracked_run", "tracking_uri"]
+__all__ = ["RunTracker", "attach_console_log", "grouping_run", "tracked_run", "tracking_uri"]
 
 
 @contextmanager
@@ -49,3 +49,14 @@ def grouping_run(settings: Settings, *, name: str, tags: Mapping[str, str]) -> I
 
     with parent_run(settings.tracking, name=name, tags=tags) as run_id:
         yield run_id
+
+
+def attach_console_log(settings: Settings, run_id: str, output_dir: Path) -> None:
+    """The run's log file again, complete: what the CLI printed after the run closed (its summary) included."""
+    if isinstance(settings.tracking, NoTracking):
+        return
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.lifecycle import log_console_output
+
+    log_console_output(MlflowClient(tracking_uri(settings.tracking)), run_id, output_dir)

@@ -147,6 +147,12 @@ def _log(client: MlflowClient, run_id: str, *, params: Mapping[str, object], tag
                          tags=[e for e in batch if isinstance(e, RunTag)])
 
 
+def log_console_output(client: MlflowClient, run_id: str, output_dir: Path) -> None:
+    """The run's console output (pipeline.run tees it into its folder's *.log), passwords masked."""
+    for log in output_dir.glob("*.log"):
+        client.log_text(run_id, redact(log.read_text(errors="replace")), log.name)
+
+
 def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[str, str],
            error_text: str | None = None) -> None:
     """Record the last metrics, the checkpoints and how the run ended; the status is set even if recording fails."""
@@ -156,8 +162,7 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
         saved = output_dir / checkpoints.FOLDER
         if saved.is_dir() and any(saved.iterdir()):
             client.log_artifacts(run_id, str(saved), checkpoints.FOLDER)
-        for log in output_dir.glob("*.log"):  # the run's console output (pipeline.run tees it into its folder)
-            client.log_text(run_id, redact(log.read_text(errors="replace")), log.name)
+        log_console_output(client, run_id, output_dir)
         if error_text:
             client.log_text(run_id, redact(error_text), "error.txt")
         if tags:

@@ -96,6 +96,8 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
         assert (sweep_dir / job / ".hydra" / "config.yaml").exists() and (sweep_dir / job / "metrics.json").exists()
     client = mlflow_store.client()
     assert "run.log" in [artifact.path for artifact in client.list_artifacts(children[0].info.run_id)]
+    logged = client.download_artifacts(children[0].info.run_id, "run.log", str(tmp_path))
+    assert "Test metrics" in open(logged).read()  # the whole log, the summary printed after the run closed too
     experiment = parents[0].info.experiment_id
     for run in (*parents, *children):  # each run's page, in the UI's Model-training view
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
