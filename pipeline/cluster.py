@@ -1,7 +1,9 @@
 """device=multi_worker: who is in the cluster, which worker this process is, and a rendezvous before TensorFlow.
 
 The cluster comes from TF_CONFIG (TensorFlow's own convention) or, when that is absent, from a SLURM job step
-(`srun`), as TensorFlow's SlurmClusterResolver reads it. Everything here is plain Python, so a malformed TF_CONFIG
+(`srun`), numbered as TensorFlow's SlurmClusterResolver numbers it (a worker per task, ports from 8888 on each
+node). That resolver itself is not used: it needs nvidia-smi, cannot describe CPU-only nodes (0 GPUs per task
+breaks it) and reads the allocation only once TensorFlow runs. Everything here is plain Python, so a malformed TF_CONFIG
 or a worker that never shows up fails in one line before TensorFlow is imported: TensorFlow itself waits forever
 for a missing worker, deaf to SIGTERM.
 """
