@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from importlib.metadata import version
+from typing import Iterator
 
 import keras
 import mlflow
@@ -34,15 +36,27 @@ def signature(data: Dataset) -> ModelSignature:
 
 def log_keras_model(model: keras.Model, data: Dataset, *, step: int, register_as: str | None) -> ModelInfo:
     """Log into the active run at `step` (metrics at that step link to it); register it if asked."""
-    return mlflow.tensorflow.log_model(
-        model,
-        name=MODEL_NAME,
-        signature=signature(data),
-        input_example=data.x_test[:EXAMPLE_ROWS],
-        pip_requirements=pip_requirements(),
-        registered_model_name=register_as,
-        step=step,
-    )
+    with _quiet_keras():  # MLflow reloads the model to check the input example; its progress bars are noise
+        return mlflow.tensorflow.log_model(
+            model,
+            name=MODEL_NAME,
+            signature=signature(data),
+            input_example=data.x_test[:EXAMPLE_ROWS],
+            pip_requirements=pip_requirements(),
+            registered_model_name=register_as,
+            step=step,
+        )
+
+
+@contextmanager
+def _quiet_keras() -> Iterator[None]:
+    interactive = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if interactive:
+            keras.config.enable_interactive_logging()
 
 
 def load_logged_model(model_uri: str) -> tuple[keras.Model, str | None]:
