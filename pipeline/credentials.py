@@ -29,8 +29,9 @@ def redact_files(folder: Path) -> None:
     """Mask the passwords in the text files of `folder` (Hydra's .hydra/ snapshot of the command line)."""
     for path in folder.glob("*.yaml"):
         text = path.read_text()
-        if redact(text) != text:
-            path.write_text(redact(text))
+        masked = redact(text)
+        if masked != text:
+            path.write_text(masked)
 
 
 def basic_auth_header() -> dict[str, str]:

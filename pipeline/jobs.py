@@ -144,7 +144,6 @@ def _pin_to_share(cfg: DictConfig, hydra: DictConfig) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
 
 
-
 def _run_page(settings: Settings, run_id: str) -> str:
     from pipeline.tracking.links import run_page_with_hint
 

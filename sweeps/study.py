@@ -179,6 +179,11 @@ def counted_trials(study: optuna.Study) -> int:
     return sum(trial.state != TrialState.WAITING and trial.number not in retried for trial in trials)
 
 
+def is_done(study: optuna.Study, n_trials: int, deadline: float | None) -> bool:
+    """No more trials to claim: the study holds n_trials, or sweep.timeout's deadline has passed."""
+    return counted_trials(study) >= n_trials or (deadline is not None and time.time() >= deadline)
+
+
 def claim_trial(
     study: optuna.Study, n_trials: int, lock: ClaimLock, deadline: float | None,
     fail_stale_trials: Callable[[optuna.Study], object],
@@ -190,6 +195,6 @@ def claim_trial(
     """
     with lock():
         fail_stale_trials(study)
-        if counted_trials(study) >= n_trials or (deadline is not None and time.time() >= deadline):
+        if is_done(study, n_trials, deadline):
             return None
         return study.ask()

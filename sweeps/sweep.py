@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 
@@ -20,7 +19,7 @@ from sweeps.mlflow_runs import SweepRuns
 from sweeps.report import BASELINE_ATTR, SweepSummary, log_to_parent, summarize
 from sweeps.settings import SweepSettings
 from sweeps.space import baseline_values, check_space
-from sweeps.study import counted_trials, open_study
+from sweeps.study import counted_trials, is_done, open_study
 from sweeps.trial_config import TrialConfigs
 from sweeps.workers import REASON_ATTR, run_workers
 
@@ -53,7 +52,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         while True:  # once more if, while waiting, a dead worker's trial was failed and queued again
             run_workers(sweep, slots)
             wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
-            if counted_trials(study) >= settings.n_trials or (sweep.deadline or math.inf) <= time.time():
+            if is_done(study, settings.n_trials, sweep.deadline):
                 break
         status = "FINISHED"
     finally:

@@ -69,9 +69,7 @@ def _check_server(uri: str) -> None:
         with urllib.request.urlopen(f"{base}/health", timeout=SERVER_TIMEOUT_S) as response:
             response.read()
     except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise PipelineError(f"tracking.uri={redact(uri)}: MLflow server unreachable ({reason}); "
-                            "start it (mlflow server ...) or use tracking=local") from None
+        raise _unreachable(uri, error) from None
     request = urllib.request.Request(f"{base}/api/2.0/mlflow/experiments/search?max_results=1",
                                      headers=basic_auth_header())
     try:
@@ -89,5 +87,9 @@ def _check_server(uri: str) -> None:
         raise PipelineError(f"tracking.uri={redact(uri)}: the MLflow server answered HTTP {error.code} "
                             f"({error.reason})") from None
     except (urllib.error.URLError, OSError) as error:
-        raise PipelineError(f"tracking.uri={redact(uri)}: MLflow server unreachable "
-                            f"({getattr(error, 'reason', error)})") from None
+        raise _unreachable(uri, error) from None
+
+
+def _unreachable(uri: str, error: Exception) -> PipelineError:
+    return PipelineError(f"tracking.uri={redact(uri)}: MLflow server unreachable ({getattr(error, 'reason', error)}); "
+                         "start it (mlflow server ...) or use tracking=local")
