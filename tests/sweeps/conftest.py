@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.settings import load
 from sweeps.study import make_storage, open_study
+from tests.ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -53,12 +53,6 @@ def study_of(overrides: list[str]):
     """The sweep's study, loaded from its storage."""
     _, settings = load(overrides)
     return open_study(settings, make_storage(settings.storage))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_until(ready, what: str, timeout: float = 60) -> None:
