@@ -26,6 +26,19 @@ class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# One layer: a Keras layer class name (or `package.module:Class`) and its keyword arguments; a bare name takes none.
+LayerEntry = Union[str, dict[str, Union[dict[str, Any], None]]]
+
+
+def check_layer_entries(entries: list[LayerEntry], key: str) -> None:
+    for index, entry in enumerate(entries):
+        if isinstance(entry, dict) and len(entry) != 1:
+            raise ValueError(
+                f"{key}[{index}]={entry}: each entry names one layer, e.g. "
+                "{Conv2D: {filters: 16, kernel_size: 3}} or Flatten"
+            )
+
+
 # --- data -------------------------------------------------------------------------------------
 
 
@@ -33,6 +46,12 @@ class DataBase(Schema):
     val_fraction: Fraction = 0.1
     seed: int = 42
     max_train_samples: PositiveInt | None = None
+    augment: list[LayerEntry] = []  # Keras preprocessing layers applied to training batches
+
+    @model_validator(mode="after")
+    def _one_layer_per_augment_entry(self) -> "DataBase":
+        check_layer_entries(self.augment, "data.augment")
+        return self
 
 
 class DigitsData(DataBase):
@@ -59,6 +78,10 @@ class ImagesData(DataBase):
     image_size: tuple[PositiveInt, PositiveInt] = (28, 28)
     color_mode: Literal["grayscale", "rgb"] = "grayscale"
     test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    cache: Literal["auto", "memory", "disk", "none"] = "auto"
+    cache_dir: str = "~/.cache/kerastrack/images"
+    memory_budget_mb: PositiveInt = 1024
+    skip_bad_images: bool = False
 
 
 DataSettings = Annotated[Union[DigitsData, KerasData, NpzData, ImagesData], Field(discriminator="name")]
@@ -82,10 +105,6 @@ class MlpModel(ModelBase):
     activation: Literal["relu", "gelu", "tanh", "sigmoid", "elu", "selu", "swish"] = "relu"
 
 
-# One layer: a Keras layer class name (or `package.module:Class`) and its keyword arguments; a bare name takes none.
-LayerEntry = Union[str, dict[str, Union[dict[str, Any], None]]]
-
-
 class LayersModel(ModelBase):
     """A network written as a list of Keras layers; the built-ins (small_cnn, ...) are such lists too."""
 
@@ -93,12 +112,7 @@ class LayersModel(ModelBase):
 
     @model_validator(mode="after")
     def _one_layer_per_entry(self) -> "LayersModel":
-        for index, entry in enumerate(self.layers):
-            if isinstance(entry, dict) and len(entry) != 1:
-                raise ValueError(
-                    f"model.layers[{index}]={entry}: each entry names one layer, e.g. "
-                    "{Conv2D: {filters: 16, kernel_size: 3}} or Flatten"
-                )
+        check_layer_entries(self.layers, "model.layers")
         return self
 
 

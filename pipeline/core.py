@@ -19,7 +19,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
 
-from pipeline import checkpoints, device, tracking, trainer
+from pipeline import checkpoints, device, inputs, tracking, trainer
 from pipeline.config import Settings
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
@@ -67,8 +67,10 @@ def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunR
 def _run(settings: Settings, placement: device.Placement, output_dir: Path, options: RunOptions) -> RunResult:
     checkpoint_dir = output_dir / checkpoints.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
-    data = load_data(settings.data)
-    with placement.scope():  # built before the run is recorded: a network that cannot work records nothing
+    data = inputs.without_undecodable(load_data(settings.data))  # a disk or memory cache decodes here
+    # Built before the run is recorded: a network or augmentation that cannot work records nothing.
+    augment = inputs.augmentation(settings.data, data.input_shape, settings.seed)
+    with placement.scope():
         model = build_model(settings.model, data.input_shape, data.num_classes)
 
     with tracking.tracked_run(
@@ -76,6 +78,8 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
         tags={**placement.run_tags(), **options.run_tags}, record=placement.is_chief,
     ) as tracker:
         tracker.log_datasets(data)
+        if augment is not None and tracker.run_id:
+            tracker.log_training_examples(inputs.training_examples(data, augment, settings.seed))
         state = _resume_state(settings, tracker, checkpoint_dir)
         model = _compiled_model(settings, model, data, placement, state, checkpoint_dir)
         run_callbacks = trainer.training_callbacks(
@@ -89,11 +93,12 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
         trainer.train(
             settings.trainer, model, data, placement, run_callbacks,
             steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
+            augment=augment,
         )
         _check_finite(state.history)
         if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
             model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
-        evaluation = evaluate_model(model, data)
+        evaluation = evaluate_model(model, data, settings.trainer.batch_size)
         model_id = tracker.log_results(
             model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
             artifacts=options.log_artifacts_if is None or options.log_artifacts_if(state.history, evaluation.metrics),
@@ -146,7 +151,7 @@ def _compiled_model(settings, model, data, placement, state, checkpoint_dir) -> 
             model = keras.models.load_model(checkpoint_dir / checkpoints.LAST)
             model.jit_compile = trainer.uses_xla(settings.trainer, placement)  # a resumed run may change it
             return model
-        steps_per_epoch = math.ceil(len(data.x_train) / settings.trainer.batch_size)
+        steps_per_epoch = trainer.steps_in_epoch(data, settings.trainer.batch_size)
         optimizer = build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs)
         trainer.compile_model(settings.trainer, model, optimizer, placement)
         return model

@@ -15,11 +15,12 @@ from typing import Any, Callable, Sequence
 import keras
 import tensorflow as tf
 
-from pipeline import stop
+from pipeline import inputs, stop
 from pipeline.checkpoints import TrainingState, checkpoint_callbacks
 from pipeline.config import EPOCH_STATS, TrainerSettings
 from pipeline.data import Dataset
 from pipeline.device import Placement
+from pipeline.errors import PipelineError
 from pipeline.optimizer import current_learning_rate
 
 # The pipeline's task, for both trainers: integer class labels against softmax probabilities.
@@ -28,22 +29,6 @@ METRICS = ["accuracy"]
 CALL_SECONDS = 0.5  # steps_per_execution=auto: the time one compiled call aims at
 CLUSTER_STEPS_PER_EXECUTION = 16  # auto on device=multi_worker: a SIGTERM still stops all workers within 16 steps
 PROBE_STEPS, PROBE_SECONDS = 10, 0.2  # at most, for auto's timing probe (after one step that traces)
-
-def make_datasets(data: Dataset, batch_size: int, seed: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Shuffled training batches (seeded, reshuffled each epoch) and validation batches."""
-    images, labels = tf.constant(data.x_train), tf.constant(data.y_train)
-    # Shuffle indices and gather whole batches, as Keras does for NumPy input: far cheaper than
-    # shuffling the images one by one.
-    train = (
-        tf.data.Dataset.range(len(data.x_train))
-        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .map(lambda index: (tf.gather(images, index), tf.gather(labels, index)), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-    validation = tf.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return train, validation
-
 
 class EpochStats(keras.callbacks.Callback):
     """Adds `learning_rate` and `epoch_time` to the epoch logs; runs first, so every later callback sees them."""
@@ -125,12 +110,16 @@ def resolve_steps_per_execution(settings: TrainerSettings, model: keras.Model, d
                                 placement: Placement) -> int:
     """trainer.steps_per_execution, `auto` resolved: as many steps as take about CALL_SECONDS, from a probe's
     step time; never more than an epoch's steps (conf/trainer/fit.yaml explains the rule)."""
-    steps_per_epoch = math.ceil(len(data.x_train) / settings.batch_size)
+    steps_per_epoch = steps_in_epoch(data, settings.batch_size)
     if settings.steps_per_execution != "auto":
         return min(settings.steps_per_execution, steps_per_epoch)
     if placement.cluster:  # no probe: Keras's train_on_batch fails under the multi-worker strategy, and every
         return min(steps_per_epoch, CLUSTER_STEPS_PER_EXECUTION)  # worker must run the same steps per call
     return max(1, min(steps_per_epoch, round(CALL_SECONDS / _step_seconds(model, data, settings.batch_size))))
+
+
+def steps_in_epoch(data: Dataset, batch_size: int) -> int:
+    return math.ceil(len(data.train) / batch_size)
 
 
 # Probed step times by what sets them, so that a sweep worker's trials of one network probe once (a probe costs
@@ -149,7 +138,7 @@ def _step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
 def _probe_step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
     """Seconds per training step, one step per call, on the first training batch; the model's weights, the
     optimizer's state and the dropout seeds are put back afterwards, so the probe trains nothing."""
-    x, y = data.x_train[:batch_size], data.y_train[:batch_size]
+    x, y = inputs.split_images(data, "train", batch_size), data.train.labels[:batch_size]
     with model.distribute_strategy.scope():
         model.optimizer.build(model.trainable_variables)  # a no-op once built (a resumed model)
     state = [*model.variables, *model.optimizer.variables]
@@ -176,19 +165,31 @@ def train(
     steps_per_execution: int,
     seed: int,
     initial_epoch: int = 0,
+    augment: keras.Sequential | None = None,
 ) -> None:
     """Train a compiled model from `initial_epoch` to `settings.epochs`, `steps_per_execution` steps per compiled
-    call; callbacks see every epoch's logs. A SIGTERM stops it between two calls (KeyboardInterrupt)."""
-    train_batches, val_batches = make_datasets(data, settings.batch_size, seed)
+    call; callbacks see every epoch's logs. A SIGTERM stops it between two calls (KeyboardInterrupt). An image file
+    that fails to decode mid-epoch ends it with a one-line error naming the file (the last checkpoint stays)."""
+    train_batches = inputs.training_batches(data, settings.batch_size, seed, augment)
+    val_batches = inputs.evaluation_batches(data, "validation", settings.batch_size)
     # What compile(steps_per_execution=N) sets; both trainers read it (fit's train and test functions are
     # rebuilt, as the probe may have built them for one step per call).
     model.steps_per_execution = steps_per_execution
     model.make_train_function(force=True)
     model.make_test_function(force=True)
     with stop.deferred_during_training():
-        TRAINERS[settings.name](
-            settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest(placement)], initial_epoch
-        )
+        try:
+            TRAINERS[settings.name](
+                settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest(placement)],
+                initial_epoch,
+            )
+        except tf.errors.InvalidArgumentError:
+            bad = data.image_files and (inputs.undecodable_file(data, data.train)
+                                        or inputs.undecodable_file(data, data.validation))
+            if not bad:
+                raise
+            raise PipelineError(f"{bad}: TensorFlow cannot decode this image (found mid-training; the last checkpoint "
+                                "is kept); fix or remove it, or set data.skip_bad_images=true to skip such files") from None
 
 
 def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
@@ -242,9 +243,15 @@ class GradientTapeLoop:
 
         @tf.function
         def train_steps(iterator, steps):
+            # Up to `steps` batches; fewer when the epoch ends (its length is unknown when bad images are skipped).
+            done = tf.constant(0)
             for _ in tf.range(steps):
-                self.strategy.run(replica_step, args=next(iterator))
-            return self._results()
+                batch = iterator.get_next_as_optional()
+                if not batch.has_value():
+                    break
+                self.strategy.run(replica_step, args=batch.get_value())
+                done += 1
+            return done, self._results()
 
         return train_steps
 
@@ -286,40 +293,47 @@ class GradientTapeLoop:
         return results
 
     def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> None:
-        steps = int(train_batches.cardinality())
-        # Across workers, each takes its share of every global batch (the index dataset has no files to shard).
+        steps = int(train_batches.cardinality())  # for the progress bar: unknown (negative) when bad images are skipped
+        # Across workers, each takes its share of every global batch (the row dataset has no files to shard).
         sharding = tf.data.Options()
         sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        per_call = self.model.steps_per_execution
         train_batches = self.strategy.experimental_distribute_dataset(train_batches.with_options(sharding))
         val_batches = self.strategy.experimental_distribute_dataset(val_batches)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=settings.verbose != 0, model=self.model,
-            verbose=settings.verbose, epochs=settings.epochs, steps=steps,
+            verbose=settings.verbose, epochs=settings.epochs, steps=steps if steps > 0 else None,
         )
         self.model.stop_training = False
         callback_list.on_train_begin()
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, settings.epochs):
-            self.model.reset_metrics()
             callback_list.on_epoch_begin(epoch)
-            batches = iter(train_batches)
-            done = 0
-            while done < steps:
-                calls = min(per_call, steps - done)
-                callback_list.on_train_batch_begin(done)
-                # The logs stay tensors: nothing waits for the device unless a callback reads them. As in fit,
-                # the batch callbacks (progress bar, stop request) run once per call, with its last step's index.
-                call_logs = self._train_steps(batches, tf.constant(calls))
-                done += calls
-                callback_list.on_train_batch_end(done - 1, call_logs)
-                if self.model.stop_training:
-                    break
-            logs = {name: float(value) for name, value in self._results().items()}
-            self.model.reset_metrics()
-            self._evaluate(val_batches)
-            logs.update({f"val_{name}": float(value) for name, value in self._results().items()})
+            logs = {**self._train_epoch(train_batches, callback_list), **self._validate(val_batches)}
             callback_list.on_epoch_end(epoch, logs)
             if self.model.stop_training:
                 break
         callback_list.on_train_end(logs)
+
+    def _train_epoch(self, train_batches, callback_list: keras.callbacks.CallbackList) -> dict[str, float]:
+        """One pass over the training batches, `steps_per_execution` per call; the epoch's training logs."""
+        self.model.reset_metrics()
+        batches, done = iter(train_batches), 0
+        per_call = tf.constant(self.model.steps_per_execution)
+        while not self.model.stop_training:
+            # As in fit, the batch callbacks (progress bar, stop request) run once per call, with its last step's
+            # index; the logs stay tensors, so nothing waits for the device unless a callback reads them.
+            callback_list.on_train_batch_begin(done)
+            ran, call_logs = self._train_steps(batches, per_call)
+            ran = int(ran)
+            if ran == 0:
+                break
+            done += ran
+            callback_list.on_train_batch_end(done - 1, call_logs)
+            if ran < self.model.steps_per_execution:
+                break  # the epoch's last batches
+        return {name: float(value) for name, value in self._results().items()}
+
+    def _validate(self, val_batches) -> dict[str, float]:
+        self.model.reset_metrics()
+        self._evaluate(val_batches)
+        return {f"val_{name}": float(value) for name, value in self._results().items()}

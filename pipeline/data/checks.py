@@ -1,11 +1,12 @@
-"""Checks that turn raw arrays into the pipeline's images (float32 in [0, 1], channels last) and labels
-(int32 class indices), with one-line errors naming the array and what is allowed."""
+"""Checks that turn raw arrays into the pipeline's images (uint8 0..255, or float32 already in [0, 1]; channels
+last) and labels (int32 class indices), with one-line errors naming the array and what is allowed."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.data.splits import Split
+from pipeline.data.dataset import Split
+from pipeline.data.splits import whole
 from pipeline.errors import PipelineError
 
 
@@ -15,14 +16,14 @@ def labeled_splits(
     """Checked train and test splits from raw arrays, and the number of classes (given, or largest y_train + 1)."""
     splits = {}
     for split in ("train", "test"):
-        images = _images(arrays[f"x_{split}"], f"x_{split}", where)
+        images, scale = _images(arrays[f"x_{split}"], f"x_{split}", where)
         labels = _labels(arrays[f"y_{split}"], f"y_{split}", where)
         if len(images) != len(labels):
             raise PipelineError(
                 f"{where}: x_{split} has {len(images)} images but y_{split} has {len(labels)} labels; they must match"
             )
-        splits[split] = (images, labels)
-    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
+        splits[split] = (images, labels, scale)
+    (x_train, y_train, train_scale), (x_test, y_test, test_scale) = splits["train"], splits["test"]
     if x_train.shape[1:] != x_test.shape[1:]:
         raise PipelineError(
             f"{where}: x_test images are {x_test.shape[1:]} but x_train images are {x_train.shape[1:]}; they must match"
@@ -36,11 +37,16 @@ def labeled_splits(
         if outside.size:
             allowed = f"0..{num_classes - 1} (num_classes={num_classes}{derived})"
             raise PipelineError(f"{where}: {name} holds label {outside[0]}; allowed: {allowed}")
-    return (x_train, y_train.astype(np.int32)), (x_test, y_test.astype(np.int32)), num_classes
+    return (
+        whole(y_train.astype(np.int32), pixels=x_train, scale=train_scale),
+        whole(y_test.astype(np.int32), pixels=x_test, scale=test_scale),
+        num_classes,
+    )
 
 
-def _images(array: np.ndarray, name: str, where: str) -> np.ndarray:
-    """float32 (n, h, w, c) in [0, 1]: integer pixels must be 0..255 (scaled by 1/255), float pixels already 0..1.
+def _images(array: np.ndarray, name: str, where: str) -> tuple[np.ndarray, float]:
+    """(n, h, w, c) pixels as held in memory, and the factor that takes them to [0, 1]: integer pixels must be
+    0..255 (kept as uint8, scaled per batch by the input pipeline), float pixels already 0..1 (float32).
 
     Float pixels above 1 are an error rather than guessed to be 0..255: a wrong guess would train silently on bad data.
     """
@@ -53,11 +59,11 @@ def _images(array: np.ndarray, name: str, where: str) -> np.ndarray:
     if np.issubdtype(images.dtype, np.integer):
         low, high, allowed = images.min(), images.max(), "integer pixels must be in 0..255"
         if low >= 0 and high <= 255:
-            return images.astype(np.float32) / 255.0
+            return images.astype(np.uint8, copy=False), 1 / 255
     elif np.issubdtype(images.dtype, np.floating):
         low, high, allowed = images.min(), images.max(), "float pixels must be in [0, 1] (or save uint8 0..255)"
         if low >= 0.0 and high <= 1.0:  # NaN fails both comparisons
-            return images.astype(np.float32)
+            return images.astype(np.float32, copy=False), 1.0
     else:
         allowed = "uint8 (0..255) or float (0..1) pixels"
         raise PipelineError(f"{where}: {name} has dtype {images.dtype}; allowed: {allowed}")
@@ -80,6 +86,3 @@ def _labels(array: np.ndarray, name: str, where: str) -> np.ndarray:
         bad = f"dtype {array.dtype}"
     raise PipelineError(f"{where}: {name} holds non-integer labels ({bad}); allowed: integer class indices")
 
-
-def one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DigitsData
-from pipeline.data.splits import Source, hold_out
+from pipeline.data.splits import Source, hold_out, whole
 
 DIGIT_NAMES = tuple(str(digit) for digit in range(10))
 
@@ -20,7 +20,7 @@ def read(settings: DigitsData) -> Source:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    x = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]  # pixel values are 0..16
-    y = digits.target.astype(np.int32)
-    train, test = hold_out((x, y), settings.test_fraction, settings.seed, "data.test_fraction", "test")
-    return train, test, DIGIT_NAMES
+    pixels = digits.images.astype(np.uint8)[..., np.newaxis]  # whole numbers 0..16
+    pool = whole(digits.target.astype(np.int32), pixels=pixels, scale=1 / 16)
+    train, test = hold_out(pool, settings.test_fraction, settings.seed, "data.test_fraction", "test")
+    return Source(train, test, DIGIT_NAMES)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import KerasData
-from pipeline.data.checks import labeled_splits, one_line
+from pipeline.data.checks import labeled_splits
 from pipeline.data.keras_files import fetch, keras_paths
 from pipeline.data.splits import Source
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -36,7 +36,7 @@ def read(settings: KerasData) -> Source:
     paths = fetch(settings, FOLDER, FASHION_FILES)
     arrays = dict(zip(("y_train", "x_train", "y_test", "x_test"), map(_read_idx, paths)))
     train, test, _ = labeled_splits(arrays, 10, str(paths[0].parent))
-    return train, test, FASHION_NAMES
+    return Source(train, test, FASHION_NAMES)
 
 
 def _read_idx(path: Path) -> np.ndarray:

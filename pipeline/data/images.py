@@ -1,24 +1,37 @@
-"""data=images: a folder with one sub-folder of images per class (sorted names give the class indices)."""
+"""data=images: a folder with one sub-folder of images per class (sorted names give the class indices).
+
+The files are listed and scanned here, before TensorFlow loads: each file's header is read (not its pixels) and its
+end marker checked, which finds files that are not images and truncated downloads in a fraction of a decode. The
+input pipeline (`pipeline.inputs`) decodes them.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from pipeline.config import ImagesData
-from pipeline.data.checks import one_line
-from pipeline.data.splits import Source, hold_out
-from pipeline.errors import PipelineError
+from pipeline.data.dataset import ImageFiles
+from pipeline.data.splits import Source, hold_out, whole
+from pipeline.errors import PipelineError, one_line
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # those keras.utils.image_dataset_from_directory reads
+DECODABLE_FORMATS = ("BMP", "GIF", "JPEG", "PNG")  # what tf.io.decode_image reads
+TAIL_BYTES = 4096  # where an image's end marker is looked for: some cameras append data after it
 
 
 def source_paths(settings: ImagesData) -> list[Path]:
     """The folder and its class folders: adding, removing or renaming a file changes one of their stamps."""
     root = Path(settings.path).expanduser()
-    return [root, *(sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])]
+    return [root, *(class_folders(root) if root.is_dir() else [])]
+
+
+def class_folders(root: Path) -> list[Path]:
+    return sorted(path for path in root.iterdir() if path.is_dir() and not _hidden(path))
 
 
 def read(settings: ImagesData) -> Source:
@@ -27,34 +40,98 @@ def read(settings: ImagesData) -> Source:
     expected = f"expected one sub-folder of images per class, e.g. {root}/cat/1.png"
     if not root.is_dir():
         raise PipelineError(f"{where}: no such folder; {expected}")
-    class_dirs = sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
+    class_dirs = class_folders(root)
     if not class_dirs:
         problem = "has no class sub-folders" if any(root.iterdir()) else "is empty"
         raise PipelineError(f"{where}: {problem}; {expected}")
     if len(class_dirs) < 2:
         raise PipelineError(f"{where}: only one class folder ('{class_dirs[0].name}'); need at least 2; {expected}")
-    files_per_class = [
-        sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-        for folder in class_dirs
-    ]
-    for folder, files in zip(class_dirs, files_per_class):
+    listed = [_list_images(folder) for folder in class_dirs]
+    bad = {path: problem for files in listed for path, _ in files if (problem := scan_problem(path))}
+    if bad:
+        _report_bad(bad, sum(map(len, listed)), settings)
+    per_class = [[entry for entry in files if entry[0] not in bad] for files in listed]
+    for folder, files in zip(class_dirs, per_class):
         if not files:
             allowed = ", ".join(IMAGE_SUFFIXES)
             raise PipelineError(f"{where}: class folder '{folder.name}' holds no images; allowed: {allowed} files")
-    pixels = np.stack([_read_image(path, settings) for files in files_per_class for path in files])
-    x = pixels.astype(np.float32) / 255.0
-    y = np.repeat(np.arange(len(class_dirs), dtype=np.int32), [len(files) for files in files_per_class])
-    train, test = hold_out((x, y), settings.test_fraction, settings.seed, "data.test_fraction", "test")
-    return train, test, tuple(folder.name for folder in class_dirs)
+    entries = [entry for files in per_class for entry in files]
+    labels = np.repeat(np.arange(len(class_dirs), dtype=np.int32), [len(files) for files in per_class])
+    pool = whole(labels, files=np.array([str(path) for path, _ in entries]))
+    train, test = hold_out(pool, settings.test_fraction, settings.seed, "data.test_fraction", "test")
+    files = _decoding(settings, entries, skipped=tuple(str(path) for path in bad))
+    return Source(train, test, tuple(folder.name for folder in class_dirs), files)
 
 
-def _read_image(path: Path, settings: ImagesData) -> np.ndarray:
-    """uint8 (h, w, c) after conversion to grayscale or RGB and resizing to data.image_size (height, width)."""
-    height, width = settings.image_size
-    mode = "L" if settings.color_mode == "grayscale" else "RGB"
+def _hidden(path: Path) -> bool:
+    return path.name.startswith(".")  # .ipynb_checkpoints, .DS_Store folders: never classes nor images
+
+
+def _list_images(folder: Path) -> list[tuple[Path, os.stat_result]]:
+    """A class folder's image files, sub-folders included (hidden ones skipped), sorted, with their stats."""
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in names:
+            path = Path(directory) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+                found.append((path, path.stat()))
+    return sorted(found)
+
+
+def scan_problem(path: Path) -> str | None:
+    """Why TensorFlow could not decode this file, from its header and its last bytes; None if it looks whole."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert(mode).resize((width, height)))
+            image_format, mode = image.format, image.mode
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise PipelineError(f"{path}: cannot read this image ({one_line(error)}); fix or remove it") from None
-    return pixels if pixels.ndim == 3 else pixels[..., np.newaxis]
+        return f"not an image ({one_line(error)})"
+    if image_format not in DECODABLE_FORMATS:
+        return f"a {image_format} image, which TensorFlow cannot decode; allowed: {', '.join(DECODABLE_FORMATS)}"
+    if image_format == "BMP" and mode == "1":
+        return "a 1-bit BMP, which TensorFlow cannot decode; save it as PNG"
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        file.seek(max(0, size - TAIL_BYTES))
+        tail = file.read()
+        file.seek(0)
+        head = file.read(6)
+    if not _ends_whole(image_format, head, tail, size):
+        return f"truncated (no {image_format} end marker)"
+    return None
+
+
+def _ends_whole(image_format: str, head: bytes, tail: bytes, size: int) -> bool:
+    if image_format == "JPEG":
+        return b"\xff\xd9" in tail  # EOI; inside the compressed data 0xFF is always followed by 0x00 or a restart
+    if image_format == "PNG":
+        return b"IEND" in tail
+    if image_format == "GIF":
+        return tail.rstrip(b"\x00").endswith(b";")
+    declared = int.from_bytes(head[2:6], "little")  # BMP: the header's file size (0 when the writer left it out)
+    return size >= declared
+
+
+def _report_bad(bad: dict[Path, str], total: int, settings: ImagesData) -> None:
+    (first, problem), count = next(iter(bad.items())), len(bad)
+    if not settings.skip_bad_images:
+        others = f"; {count} of {total} files are not readable images" if count > 1 else ""
+        raise PipelineError(f"{first}: {problem}{others}; fix or remove them, or set data.skip_bad_images=true "
+                            "to leave them out")
+    print(f"data.skip_bad_images: left out {count} of {total} files that are not readable images "
+          f"(first: {first}: {problem}); their list is logged to MLflow")
+
+
+def _decoding(settings: ImagesData, entries: list[tuple[Path, os.stat_result]],
+                 skipped: tuple[str, ...]) -> ImageFiles:
+    digest = hashlib.sha256()
+    for path, stat in entries:
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    height, width = settings.image_size
+    channels = 1 if settings.color_mode == "grayscale" else 3
+    cache = settings.cache
+    if cache == "auto":
+        decoded_mb = len(entries) * height * width * channels / 2**20
+        cache = "memory" if decoded_mb <= settings.memory_budget_mb else "none"
+    return ImageFiles(folder=str(Path(settings.path).expanduser()), height=height, width=width, channels=channels, cache=cache, cache_dir=settings.cache_dir,
+                      digest=digest.hexdigest()[:16], skipped=skipped, skip_bad_images=settings.skip_bad_images)

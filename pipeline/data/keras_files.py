@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import KerasData
-from pipeline.data.checks import one_line
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 
 
 def keras_paths(settings: KerasData, folder: str, file_names: tuple[str, ...]) -> list[Path]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from types import ModuleType
+
+import numpy as np
 
 from pipeline.config import DataSettings
 from pipeline.data import digits, fashion_mnist, images, mnist, npz
@@ -14,16 +15,22 @@ from pipeline.data.splits import hold_out
 READERS: dict[str, ModuleType] = {
     "digits": digits, "mnist": mnist, "fashion_mnist": fashion_mnist, "npz": npz, "images": images,
 }
+_last: tuple[tuple, Dataset] | None = None  # (what it was read from, the dataset)
 
 
 def load_data(settings: DataSettings) -> Dataset:
     """Read the configured source, then carve validation out of the training split (both seeded).
 
-    The last dataset is kept while its files are unchanged, so a process running many pipelines on the same data
-    (a sweep worker, or the CLI checking the data before it imports the pipeline) reads it once; its arrays are
-    read-only, so no run can alter the next one's data.
+    The last dataset is kept while its settings and files are unchanged, so a process running many pipelines on the
+    same data (a sweep worker, or the CLI checking the data before it imports the pipeline) reads it once; its
+    arrays are read-only, so no run can alter the next one's data.
     """
-    return _load_unchanged(settings, _source_stamp(settings))
+    global _last
+    key = (settings.model_dump_json(), _source_stamp(settings))
+    if _last is None or _last[0] != key:
+        _last = None  # the previous dataset's memory can go before the next one is read
+        _last = (key, _read(settings))
+    return _last[1]
 
 
 def _source_stamp(settings: DataSettings) -> tuple[tuple[str, int, int], ...]:
@@ -33,20 +40,18 @@ def _source_stamp(settings: DataSettings) -> tuple[tuple[str, int, int], ...]:
     return tuple((name, stat.st_mtime_ns, stat.st_size) for name, stat in stats)
 
 
-@functools.lru_cache(maxsize=1)
-def _load_unchanged(settings: DataSettings, stamp: tuple[tuple[str, int, int], ...]) -> Dataset:
-    train, test, class_names = READERS[settings.name].read(settings)
-    train, val = hold_out(train, settings.val_fraction, settings.seed, "data.val_fraction", "validation")
+def _read(settings: DataSettings) -> Dataset:
+    source = READERS[settings.name].read(settings)
+    train, validation = hold_out(source.train, settings.val_fraction, settings.seed, "data.val_fraction", "validation")
     if settings.max_train_samples is not None:
         # The split above shuffled the training images with the seed: the first n are a seeded random subset.
-        train = (train[0][: settings.max_train_samples], train[1][: settings.max_train_samples])
-    dataset = Dataset(
-        source=settings.name,
-        x_train=train[0], y_train=train[1],
-        x_val=val[0], y_val=val[1],
-        x_test=test[0], y_test=test[1],
-        class_names=class_names,
-    )
-    for x, y in dataset.splits().values():
-        x.flags.writeable = y.flags.writeable = False
+        train = train.take(slice(0, settings.max_train_samples))
+    files = source.image_files
+    shape = (files.height, files.width, files.channels) if files else tuple(source.train.pixels.shape[1:])
+    dataset = Dataset(source=settings.name, train=train, validation=validation, test=source.test,
+                      class_names=source.class_names, input_shape=shape, image_files=files)  # type: ignore[arg-type]
+    for split in dataset.splits().values():
+        for array in (split.labels, split.rows, split.pixels, split.files):
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
     return dataset

@@ -21,4 +21,4 @@ def source_paths(settings: KerasData) -> list[Path]:
 def read(settings: KerasData) -> Source:
     (path,) = fetch(settings, FOLDER, FILES)
     train, test, _ = labeled_splits(read_npz(path, str(path)), 10, str(path))
-    return train, test, DIGIT_NAMES
+    return Source(train, test, DIGIT_NAMES)

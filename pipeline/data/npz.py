@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import NpzData
-from pipeline.data.checks import labeled_splits, one_line
+from pipeline.data.checks import labeled_splits
 from pipeline.data.splits import Source
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, one_line
 
 NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -24,7 +24,7 @@ def read(settings: NpzData) -> Source:
     where = f"data.path={settings.path}"
     arrays = read_npz(Path(settings.path).expanduser(), where)
     train, test, num_classes = labeled_splits(arrays, settings.num_classes, where)
-    return train, test, tuple(str(label) for label in range(num_classes))
+    return Source(train, test, tuple(str(label) for label in range(num_classes)))
 
 
 def read_npz(path: Path, where: str) -> dict[str, np.ndarray]:

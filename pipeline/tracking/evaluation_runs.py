@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
-from pipeline.tracking.runs import close_run, create_run
-from pipeline.tracking.mlflow_tracker import dataset_input
+from pipeline.tracking.datasets import log_dataset_inputs
+from pipeline.tracking.lifecycle import process_tracking_uri
+from pipeline.tracking.runs import create_run
 from pipeline.tracking.store import tracking_uri
 
 EVALUATED_MODEL = "evaluated_model"
@@ -30,6 +32,6 @@ def record_evaluation(tracking: MlflowTracking, *, model_uri: str, model_id: str
         params=[Param(f"data.{key}", str(value)) for key, value in data_params.items()],
         tags=[RunTag(EVALUATED_MODEL, model_uri), RunTag("data.source", data.source)],
     )
-    client.log_inputs(run_id, datasets=[dataset_input(data, "test")])
-    close_run(client, run_id)
+    with process_tracking_uri(uri), mlflow.start_run(run_id=run_id):  # ends FINISHED
+        log_dataset_inputs(data, ("test",))
     return run_id

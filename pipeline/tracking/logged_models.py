@@ -16,6 +16,7 @@ from mlflow.types import Schema, TensorSpec
 
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
+from pipeline.inputs import split_images
 
 MODEL_NAME = "model"
 EXAMPLE_ROWS = 2
@@ -41,7 +42,7 @@ def log_keras_model(model: keras.Model, data: Dataset, *, step: int, register_as
             model,
             name=MODEL_NAME,
             signature=signature(data),
-            input_example=data.x_test[:EXAMPLE_ROWS],
+            input_example=split_images(data, "test", EXAMPLE_ROWS),
             pip_requirements=pip_requirements(),
             registered_model_name=register_as,
             step=step,

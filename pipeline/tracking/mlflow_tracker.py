@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import shutil
 import tempfile
 import time
@@ -10,19 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
-import mlflow.data
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.entities import DatasetInput, InputTag, Metric, RunTag
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.entities import Metric, RunTag
 
 from pipeline import checkpoints
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
+from pipeline.tracking.datasets import SKIPPED_IMAGES, log_dataset_inputs
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.logged_models import log_keras_model
-from pipeline.tracking.reports import write_model_summary, write_reports
+from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
 from pipeline.tracking.tracker import RunTracker
 
 
@@ -49,19 +47,6 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=1)
-def dataset_inputs(data: Dataset) -> list[DatasetInput]:
-    """The three splits as MLflow dataset inputs; cached, as a sweep's trials share one (read-only) dataset."""
-    return [dataset_input(data, split) for split in data.splits()]
-
-
-def dataset_input(data: Dataset, split: str) -> DatasetInput:
-    x, y = data.splits()[split]
-    dataset = mlflow.data.from_numpy(x, targets=y, name=f"{data.source}-{split}")
-    # What mlflow.log_input builds, done here so all three splits go to the store in one call.
-    return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, split)])
-
-
 class MlflowRunTracker(RunTracker):
     """Records into one open run; epoch metrics go through a background writer that `close` drains."""
 
@@ -75,14 +60,22 @@ class MlflowRunTracker(RunTracker):
         return EpochLogger(self.epoch_metrics)
 
     def log_datasets(self, data: Dataset) -> None:
-        """Lineage by name and digest (MLflow hashes a sample of the arrays; nothing is copied)."""
-        inputs = dataset_inputs(data)
+        """Lineage by name and digest (see tracking.datasets), and the list of images left out as bad."""
         try:
-            self.client.log_inputs(self.run_id, datasets=inputs)
+            log_dataset_inputs(data)
         except MlflowException:
             # Parallel workers logging the same dataset race on MLflow's check-then-insert (a UNIQUE
             # violation for the loser); on the second try the dataset exists and is only linked.
-            self.client.log_inputs(self.run_id, datasets=inputs)
+            log_dataset_inputs(data)
+        if data.image_files and data.image_files.skipped:
+            self.client.log_text(self.run_id, "\n".join(data.image_files.skipped) + "\n", SKIPPED_IMAGES)
+
+    def log_training_examples(self, images: np.ndarray) -> None:
+        """A grid of (augmented) training images, as the model sees them."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / Path(TRAINING_EXAMPLES).name
+            image_grid(images).savefig(path, dpi=80)
+            self.client.log_artifact(self.run_id, str(path), str(Path(TRAINING_EXAMPLES).parent))
 
     def log_tags(self, tags: dict[str, str]) -> None:
         """Tags, not params: a resumed run may resolve a value differently (params cannot change)."""

@@ -16,6 +16,7 @@ LEARNING_CURVE = "plots/learning_curve.png"
 CONFUSION_MATRIX = "plots/confusion_matrix.png"
 CLASSIFICATION_REPORT = "reports/classification_report.txt"
 MODEL_SUMMARY = "reports/model_summary.txt"
+TRAINING_EXAMPLES = "plots/training_examples.png"
 
 
 def write_reports(folder: Path, *, data: Dataset, history: dict[str, list[float]], y_pred: np.ndarray,
@@ -27,7 +28,7 @@ def write_reports(folder: Path, *, data: Dataset, history: dict[str, list[float]
     if plots:
         learning_curve(history).savefig(folder / LEARNING_CURVE, dpi=80)
         confusion_plot(data, y_pred).savefig(folder / CONFUSION_MATRIX, dpi=80)
-    report = classification_report(data.y_test, y_pred, labels=list(range(data.num_classes)),
+    report = classification_report(data.test.labels, y_pred, labels=list(range(data.num_classes)),
                                    target_names=list(data.class_names), digits=4, zero_division=0)
     (folder / CLASSIFICATION_REPORT).write_text(report)
 
@@ -47,7 +48,7 @@ def learning_curve(history: dict[str, list[float]]) -> Figure:
 
 
 def confusion_plot(data: Dataset, y_pred: np.ndarray) -> Figure:
-    matrix = confusion_matrix(data.y_test, y_pred, labels=list(range(data.num_classes)))
+    matrix = confusion_matrix(data.test.labels, y_pred, labels=list(range(data.num_classes)))
     size = 2.5 + 0.45 * data.num_classes
     margin = (0.6 + 0.07 * max(map(len, data.class_names))) / size  # room for the longest class name
     figure = Figure(figsize=(size, size))
@@ -62,6 +63,19 @@ def confusion_plot(data: Dataset, y_pred: np.ndarray) -> Figure:
     for (row, column), count in np.ndenumerate(matrix):
         axes.text(column, row, count, ha="center", va="center", fontsize=7,
                   color="white" if count > threshold else "black")
+    return figure
+
+
+def image_grid(images: np.ndarray, columns: int = 8) -> Figure:
+    """Images in [0, 1] (n, height, width, channels) side by side, as many rows as they need."""
+    rows = -(-len(images) // columns)
+    figure = Figure(figsize=(columns * 1.2, rows * 1.2))
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.05)
+    figure.suptitle("training images, augmented (data.augment)", fontsize=9)
+    for axes, image in zip(figure.subplots(rows, columns, squeeze=False).flat, [*images, *[None] * columns]):
+        axes.set_axis_off()
+        if image is not None:
+            axes.imshow(np.clip(image.squeeze(-1) if image.shape[-1] == 1 else image, 0, 1), cmap="gray", vmin=0, vmax=1)
     return figure
 
 

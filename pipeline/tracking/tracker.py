@@ -24,6 +24,9 @@ class RunTracker:
     def log_datasets(self, data: Dataset) -> None:
         pass
 
+    def log_training_examples(self, images: np.ndarray) -> None:
+        pass
+
     def fetch_checkpoints(self, into: Path) -> bool:
         return False
 
