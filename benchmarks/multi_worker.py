@@ -75,7 +75,7 @@ def main() -> None:
             finished(process)
         single_time, single_losses = epoch_stats(folder, "single")
         multi_time, multi_losses = epoch_stats(folder, "worker0")
-    samples = len(load_data(validate(compose_config(SETUP)).data).x_train)
+    samples = len(load_data(validate(compose_config(SETUP)).data).train)
     steps = math.ceil(samples / 64)
     print(f"cores: {os.cpu_count()}; model={MODEL}, {EPOCHS} epochs, global batch 64, {DATA.name if DATA.exists() else 'digits'}")
     print(f"1 process:   epoch {single_time:.2f} s   losses {[round(v, 4) for v in single_losses]}")

@@ -3,11 +3,11 @@
     python benchmarks/recipes.py [--data ../shared/data/mnist-sample.npz] [--seeds 1 2 3] [--preset NAME ...]
 
 For each preset and seed, the tutorial's network is written out below in plain Keras (independently of
-conf/model/) and trained with `model.fit` and the tutorial's settings on the same data as the pipeline: its
-train/validation/test split of --data, seeded the same, in the same shuffled batches (the pipeline's tf.data batches),
-so that what differs is only what the preset builds and how it trains. (With 1,440 training images a recipe like
-tutorial 000's is still in its steepest learning: a different batch order alone moves its accuracy by 5-10 points,
-which would drown the comparison.) Then the pipeline runs the preset (`run_pipeline`, what
+conf/model/) and trained as the tutorial does: NumPy arrays into `model.fit` (Keras shuffles them), with the
+tutorial's settings, on the same train/validation/test split of --data as the pipeline, so that the bare side
+shares nothing with the pipeline's input pipeline. (With 1,440 training images a recipe like tutorial 000's is
+still in its steepest learning: a different batch order alone moves its accuracy by 5-10 points, so compare means
+over many seeds.) Then the pipeline runs the preset (`run_pipeline`, what
 `python -m pipeline.run experiment=<preset> data=npz data.path=<data>` calls) with tracking off. Printed: parameter
 counts, test accuracy (mean of the seeds) and training throughput (samples/s over the epochs after the first, which
 carries tracing; a 1-epoch recipe counts its one epoch). Targets: equal parameters, accuracy within 1 point,
@@ -32,7 +32,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.core import run_pipeline
 from pipeline.memory import release_memory
 from pipeline.data import Dataset, load_data
-from pipeline.trainer import make_datasets
+from pipeline.inputs import split_images
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"
 
@@ -136,20 +136,21 @@ def bare_keras(recipe: Recipe, data: Dataset, seed: int, scratch: Path) -> Outco
     best = scratch / f"best-model-{seed}.keras"
     if recipe.best_by_val_loss:
         callbacks.append(keras.callbacks.ModelCheckpoint(best, save_best_only=True))
-    train, validation = (batches.map(lambda x, y: (x * scale, y)) for batches in make_datasets(data, recipe.batch_size, seed))
-    model.fit(train, epochs=recipe.epochs, validation_data=validation, callbacks=callbacks, verbose=0,
-              shuffle=False)  # the batches come shuffled
+    # NumPy arrays into model.fit, as the tutorials do: nothing of the pipeline's input pipeline on this side.
+    x_train, x_val, x_test = (split_images(data, split) * scale for split in ("train", "validation", "test"))
+    model.fit(x_train, data.train.labels, batch_size=recipe.batch_size, epochs=recipe.epochs,
+              validation_data=(x_val, data.validation.labels), callbacks=callbacks, verbose=0)
     if recipe.best_by_val_loss:
         model = keras.models.load_model(best)
-    _, accuracy = model.evaluate(data.x_test * scale, data.y_test, verbose=0)
-    return Outcome(model.count_params(), float(accuracy), throughput(len(data.x_train), clock.times))
+    _, accuracy = model.evaluate(x_test, data.test.labels, verbose=0)
+    return Outcome(model.count_params(), float(accuracy), throughput(len(data.train), clock.times))
 
 
 def pipeline(overrides: list[str]) -> Outcome:
     result = run_pipeline(validate(compose_config(overrides)))
     model = keras.models.load_model(result.output_dir / "checkpoints" / "last.keras")
     return Outcome(model.count_params(), result.test_metrics["test_accuracy"],
-                   throughput(len(load_data(result.settings.data).x_train), result.history["epoch_time"]))
+                   throughput(len(load_data(result.settings.data).train), result.history["epoch_time"]))
 
 
 def main() -> None:

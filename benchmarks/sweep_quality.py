@@ -61,13 +61,14 @@ def keras_tuner_best(seed: int, budget: int, folder: str, overrides: list[str]) 
     from pipeline.device import seed_everything
     from pipeline.model import build_model
     from pipeline.optimizer import build_optimizer
-    from pipeline.trainer import make_datasets
+    from pipeline.inputs import evaluation_batches, training_batches
 
     pipeline, sweep = load(overrides)
     configs = TrialConfigs([o for o in overrides if not o.startswith("sweep.")])
     data = load_data(pipeline.data)
-    train, validation = make_datasets(data, pipeline.trainer.batch_size, pipeline.seed)
-    steps = math.ceil(len(data.x_train) / pipeline.trainer.batch_size)
+    train = training_batches(data, pipeline.trainer.batch_size, pipeline.seed)
+    validation = evaluation_batches(data, "validation", pipeline.trainer.batch_size)
+    steps = math.ceil(len(data.train) / pipeline.trainer.batch_size)
 
     def build(hp: keras_tuner.HyperParameters) -> keras.Model:
         settings = validate(configs.build(hyperparameters(hp, sweep.params)))

@@ -29,6 +29,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.core import RunOptions, run_pipeline
 from pipeline.memory import release_memory
 from pipeline.data import load_data
+from pipeline.inputs import split_images
 from pipeline.device import place, seed_everything
 from pipeline.model import build_model
 
@@ -64,7 +65,7 @@ def main() -> None:
             common = ["data=npz", f"data.path={data_path}", *NETWORKS[network], "optimizer=adam",
                       f"trainer.epochs={args.epochs}", "trainer.verbose=0", "tracking=none",
                       f"output_dir={scratch}/out", *overrides]
-            train_size = len(load_data(validate(compose_config(common)).data).x_train)
+            train_size = len(load_data(validate(compose_config(common)).data).train)
             runners = {BARE: lambda: bare_fit(common)}
             runners.update({name: (lambda extra=extra: pipeline_fit([*common, *extra])) for name, extra in VARIANTS.items()})
             throughput: dict[str, list[float]] = {name: [] for name in runners}
@@ -123,8 +124,9 @@ def bare_fit(overrides: list[str]) -> EpochClock:
         model = build_model(settings.model, data.input_shape, data.num_classes)
         model.compile(optimizer=keras.optimizers.Adam(settings.optimizer.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, batch_size=settings.trainer.batch_size, epochs=settings.trainer.epochs,
-              validation_data=(data.x_val, data.y_val), callbacks=[clock], verbose=0)
+    x_train, x_val = split_images(data, "train"), split_images(data, "validation")
+    model.fit(x_train, data.train.labels, batch_size=settings.trainer.batch_size, epochs=settings.trainer.epochs,
+              validation_data=(x_val, data.validation.labels), callbacks=[clock], verbose=0)
     return clock
 
 

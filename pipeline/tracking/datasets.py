@@ -11,8 +11,8 @@ import hashlib
 
 import mlflow
 import mlflow.data
-from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.types import ColSpec, DataType, Schema
 
 from pipeline.data import Dataset
@@ -33,7 +33,7 @@ def mlflow_dataset(data: Dataset, split: str) -> mlflow.data.Dataset:
     if chosen.pixels is not None:
         return mlflow.data.from_numpy(chosen.pixels[chosen.rows], targets=chosen.labels, name=name)
     assert data.image_files is not None and chosen.files is not None
-    return MetaDataset(resolve_dataset_source(data.image_files.folder), name=name, digest=_split_digest(data, chosen),
+    return MetaDataset(LocalArtifactDatasetSource(data.image_files.folder), name=name, digest=_split_digest(data, chosen),
                        schema=Schema([ColSpec(DataType.string, "file"), ColSpec(DataType.integer, "label")]))
 
 

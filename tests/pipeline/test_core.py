@@ -12,6 +12,7 @@ from pipeline.compose import validate
 from pipeline.core import RunOptions, run_pipeline
 from pipeline.data import load_data
 from pipeline.errors import PipelineError, TrainingStopped
+from pipeline.inputs import split_images
 
 
 def test_default_config_reaches_sensible_accuracy(compose, tmp_path):
@@ -61,7 +62,7 @@ def test_own_models_train_log_resume_and_reload(compose, mlflow_store, tmp_path,
     with process_tracking_uri(mlflow_store.uri):
         reloaded, _ = load_logged_model(f"models:/{resumed.model_id}")
     data = load_data(resumed.settings.data)
-    accuracy = np.mean(np.argmax(reloaded.predict(data.x_test, verbose=0), axis=1) == data.y_test)
+    accuracy = np.mean(np.argmax(reloaded.predict(split_images(data, "test"), verbose=0), axis=1) == data.test.labels)
     assert accuracy == pytest.approx(resumed.test_metrics["test_accuracy"], abs=1e-6)
 
 
@@ -86,7 +87,7 @@ def test_the_chosen_checkpoint_is_what_gets_tested(compose, tmp_path, evaluate):
 
     def test_accuracy(checkpoint: str) -> float:
         model = keras.models.load_model(tmp_path / "checkpoints" / checkpoint)
-        return float(np.mean(np.argmax(model.predict(data.x_test, verbose=0), axis=1) == data.y_test))
+        return float(np.mean(np.argmax(model.predict(split_images(data, "test"), verbose=0), axis=1) == data.test.labels))
 
     best, last = test_accuracy("best.keras"), test_accuracy("last.keras")
     assert best < last

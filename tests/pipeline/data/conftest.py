@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.compose import compose_config, validate
-
 from pipeline.config import DataSettings
 from pipeline.data import Dataset, load_data
+from pipeline.data.dataset import Split
 from pipeline.errors import PipelineError
 
 GRAY_OF_LABEL = 50 * np.arange(5)[:, None] / 255  # the pixel value labeled_arrays gives each label, after scaling
@@ -50,6 +50,16 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def assert_images_match_labels(dataset: Dataset, pixel_of_label: np.ndarray) -> None:
-    for split, (x, y) in dataset.splits().items():
-        assert x.dtype == np.float32 and y.dtype == np.int32, split
+    """Every split's images, as the input pipeline hands them to the model, hold their label's pixel value."""
+    from pipeline.inputs import split_images
+
+    for name, split in dataset.splits().items():
+        x, y = split_images(dataset, name), split.labels
+        assert x.dtype == np.float32 and y.dtype == np.int32, name
         np.testing.assert_allclose(x, np.broadcast_to(pixel_of_label[y][:, None, None, :], x.shape), atol=1e-6)
+
+
+def stored_pixels(split: Split) -> np.ndarray:
+    """A split's images as the source holds them in memory (before the input pipeline scales them)."""
+    assert split.pixels is not None
+    return split.pixels[split.rows]

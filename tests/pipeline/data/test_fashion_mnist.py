@@ -30,7 +30,7 @@ def test_fashion_mnist_is_read_from_keras_idx_files(tmp_path: Path) -> None:
     dataset = load_data(data_settings("data=fashion_mnist", f"data.cache_dir={tmp_path}", "data.download=false"))
 
     assert dataset.class_names == FASHION_NAMES and dataset.class_names[0] == "T-shirt/top"
-    assert dataset.input_shape == (5, 5, 1) and len(dataset.y_test) == 10
+    assert dataset.input_shape == (5, 5, 1) and len(dataset.test) == 10
     assert_images_match_labels(dataset, GRAY_OF_LABEL)
 
 

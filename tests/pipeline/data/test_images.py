@@ -33,8 +33,9 @@ def test_image_folders_become_sorted_classes_resized_and_converted(tmp_path: Pat
     dataset = load_data(data_settings("data=images", f"data.path={tmp_path}", "data.image_size=[6,4]"))
 
     assert dataset.class_names == ("a_cat", "b_dog", "c_owl") and dataset.input_shape == (6, 4, 1)
-    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (12, 2, 4)
-    assert set(dataset.y_test) == {0, 1, 2}  # the test split is stratified
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (12, 2, 4)
+    assert dataset.image_files.cache == "memory"  # auto: a small folder fits the memory budget
+    assert set(dataset.test.labels) == {0, 1, 2}  # the test split is stratified
     assert_images_match_labels(dataset, np.array([[40], [200], [120]]) / 255)
 
 
@@ -82,8 +83,8 @@ BAD_FOLDERS = {
     "no class sub-folders": (folder_without_classes, "{root}: has no class sub-folders", ""),
     "one class": (single_class, "{root}: only one class folder ('only'); need at least 2", ""),
     "class without images": (class_without_images, "{root}: class folder 'dogs' holds no images", ""),
-    "unreadable image": (unreadable_image, "{root}/dogs/broken.png: cannot read this image", ""),
-    "truncated image": (truncated_image, "{root}/dogs/noise.png: cannot read this image", ""),
+    "unreadable image": (unreadable_image, "{root}/dogs/broken.png: not an image (UnidentifiedImageError", ""),
+    "truncated image": (truncated_image, "{root}/dogs/noise.png: truncated (no PNG end marker)", ""),
     "no training images left": (too_few_images, "data.val_fraction=0.1 leaves 1 validation and 0 training", ""),
 }
 
@@ -96,3 +97,51 @@ def test_image_folder_problems_are_named(
     path = tmp_path / subfolder if subfolder else tmp_path
     message = error_message(data_settings("data=images", f"data.path={path}"))
     assert expected.format(root=tmp_path) in message
+
+
+def test_files_that_are_not_images_stop_the_run_naming_the_first_and_counting_them(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=3)
+    (tmp_path / "cats" / "a_notes.jpg").write_text("a text file named .jpg")
+    truncated_image(tmp_path)
+    message = error_message(data_settings("data=images", f"data.path={tmp_path}"))
+
+    assert message.startswith(f"{tmp_path}/cats/a_notes.jpg: not an image")
+    assert "2 of 8 files are not readable images" in message and "data.skip_bad_images=true" in message
+
+
+def test_skip_bad_images_leaves_them_out_and_lists_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=6)
+    (tmp_path / "cats" / "a_notes.jpg").write_text("a text file named .jpg")
+    truncated_image(tmp_path)
+    dataset = load_data(data_settings("data=images", f"data.path={tmp_path}", "data.skip_bad_images=true"))
+
+    assert sum(map(len, dataset.splits().values())) == 12
+    assert set(dataset.image_files.skipped) == {str(tmp_path / "cats" / "a_notes.jpg"), str(tmp_path / "dogs" / "noise.png")}
+    assert "left out 2 of 14 files that are not readable images" in capsys.readouterr().out
+
+
+def test_a_jpeg_cut_short_is_found_by_the_scan_without_decoding(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=2)
+    Image.effect_noise((64, 64), 50).convert("RGB").save(tmp_path / "dogs" / "photo.jpg", quality=90)
+    raw = (tmp_path / "dogs" / "photo.jpg").read_bytes()
+    (tmp_path / "dogs" / "photo.jpg").write_bytes(raw[: len(raw) * 2 // 3])
+
+    assert f"{tmp_path}/dogs/photo.jpg: truncated (no JPEG end marker)" in error_message(
+        data_settings("data=images", f"data.path={tmp_path}"))
+
+
+def test_hidden_folders_inside_a_class_are_not_read(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=3)
+    (tmp_path / "dogs" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "dogs" / ".ipynb_checkpoints" / "0.png").write_text("not an image, and hidden")
+    dataset = load_data(data_settings("data=images", f"data.path={tmp_path}"))
+    assert sum(map(len, dataset.splits().values())) == 6
+
+
+def test_auto_cache_streams_a_folder_too_large_for_the_memory_budget(tmp_path: Path) -> None:
+    write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=3)
+    # 6 images of 512x512 RGB decode to 4.5 MiB: over a 4 MiB budget.
+    settings = data_settings("data=images", f"data.path={tmp_path}", "data.image_size=[512,512]",
+                             "data.color_mode=rgb", "data.memory_budget_mb=4")
+    assert load_data(settings).image_files.cache == "none"
+    assert load_data(data_settings("data=images", f"data.path={tmp_path}")).image_files.cache == "memory"

@@ -16,22 +16,23 @@ def test_max_train_samples_truncates_only_the_training_split() -> None:
     full = load_data(data_settings())
     tiny = load_data(data_settings("data.max_train_samples=50"))
 
-    assert len(tiny.y_train) == 50 and len(set(tiny.y_train)) > 5  # a shuffled subset, not the first class
-    np.testing.assert_array_equal(tiny.x_train, full.x_train[:50])
-    assert len(tiny.y_val) == len(full.y_val) and len(tiny.y_test) == len(full.y_test)
+    assert len(tiny.train) == 50 and len(set(tiny.train.labels)) > 5  # a shuffled subset, not the first class
+    np.testing.assert_array_equal(tiny.train.rows, full.train.rows[:50])
+    assert len(tiny.validation) == len(full.validation) and len(tiny.test) == len(full.test)
 
 
 def test_unchanged_data_is_read_once_and_a_rewritten_file_again(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "tiny.npz", labeled_arrays())
     first = load_data(npz_settings(path))
     assert load_data(npz_settings(path)) is first  # a sweep's trials share one read
-    assert not first.x_train.flags.writeable and not first.y_test.flags.writeable  # no run can alter the next's
+    # No run can alter the next one's data.
+    assert not first.train.pixels.flags.writeable and not first.test.labels.flags.writeable
 
     arrays = labeled_arrays()
     arrays["x_test"] = arrays["x_test"][:6]
     arrays["y_test"] = arrays["y_test"][:6]
     write_npz(path, arrays)
-    assert len(load_data(npz_settings(path)).y_test) == 6
+    assert len(load_data(npz_settings(path)).test) == 6
 
 
 def test_loading_digits_does_not_import_tensorflow() -> None:

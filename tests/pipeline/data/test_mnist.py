@@ -16,5 +16,5 @@ def test_mnist_is_read_from_the_keras_cache(tmp_path: Path) -> None:
     dataset = load_data(data_settings("data=mnist", f"data.cache_dir={tmp_path}", "data.download=false"))
 
     assert dataset.source == "mnist" and dataset.class_names == tuple("0123456789")
-    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (45, 5, 20)
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (45, 5, 20)
     assert_images_match_labels(dataset, GRAY_OF_LABEL)

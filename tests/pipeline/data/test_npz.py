@@ -17,8 +17,8 @@ def test_npz_uint8_images_are_scaled_and_validation_is_stratified(tmp_path: Path
     dataset = load_data(npz_settings(path))
 
     assert dataset.class_names == ("0", "1", "2", "3")  # the largest training label + 1
-    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (36, 4, 12)
-    assert sorted(dataset.y_val) == [0, 1, 2, 3]
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (36, 4, 12)
+    assert sorted(dataset.validation.labels) == [0, 1, 2, 3]
     assert_images_match_labels(dataset, GRAY_OF_LABEL)
 
 
@@ -29,7 +29,7 @@ def test_npz_float_rgb_images_and_num_classes_are_kept(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "rgb.npz", arrays)
     dataset = load_data(npz_settings(path, "data.num_classes=6", "data.max_train_samples=8"))
 
-    assert dataset.input_shape == (5, 5, 3) and dataset.num_classes == 6 and len(dataset.y_train) == 8
+    assert dataset.input_shape == (5, 5, 3) and dataset.num_classes == 6 and len(dataset.train) == 8
     assert_images_match_labels(dataset, np.repeat(GRAY_OF_LABEL, 3, axis=1))
 
 

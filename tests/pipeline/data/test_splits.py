@@ -5,22 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.data import load_data
-from tests.pipeline.data.conftest import data_settings, error_message
+from pipeline.data.splits import hold_out, whole
+from tests.pipeline.data.conftest import data_settings, error_message, stored_pixels
 
 
-def test_digits_are_split_stratified_scaled_and_seeded() -> None:
+def test_digits_are_split_stratified_and_held_as_uint8_scaled_per_batch() -> None:
     dataset = load_data(data_settings())
 
     assert dataset.source == "digits"
     assert dataset.class_names == tuple("0123456789")
     assert dataset.input_shape == (8, 8, 1)
-    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (1293, 144, 360)
-    for x, y in dataset.splits().values():
-        assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
-        assert np.bincount(y, minlength=10).min() >= 10  # stratified: every digit in every split
-    again, other_seed = load_data(data_settings()), load_data(data_settings("seed=7"))
-    np.testing.assert_array_equal(again.x_val, dataset.x_val)
-    assert not np.array_equal(other_seed.y_val, dataset.y_val)
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (1293, 144, 360)
+    for split in dataset.splits().values():
+        pixels = stored_pixels(split)
+        assert pixels.dtype == np.uint8 and pixels.max() * split.scale == 1.0  # 0..16, scaled by 1/16
+        assert np.bincount(split.labels, minlength=10).min() >= 10  # stratified: every digit in every split
+    rows = np.concatenate([split.rows for split in dataset.splits().values()])
+    assert sorted(rows) == list(range(1797))  # the three splits share out every image once
+
+
+def test_held_out_rows_depend_on_the_seed_alone() -> None:
+    pool = whole(np.arange(100, dtype=np.int32) % 4)
+    kept, held = hold_out(pool, 0.2, seed=3, key="data.val_fraction", held="validation")
+    kept_again, held_again = hold_out(pool, 0.2, seed=3, key="data.val_fraction", held="validation")
+    _, held_other_seed = hold_out(pool, 0.2, seed=4, key="data.val_fraction", held="validation")
+
+    assert len(held) == 20 and np.bincount(held.labels).tolist() == [5, 5, 5, 5]
+    np.testing.assert_array_equal(held.rows, held_again.rows)
+    np.testing.assert_array_equal(kept.rows, kept_again.rows)
+    assert not np.array_equal(np.sort(held.rows), np.sort(held_other_seed.rows))
+    np.testing.assert_array_equal(held.labels, pool.labels[held.rows])  # labels travel with their rows
 
 
 def test_zero_validation_fraction_is_refused() -> None:
