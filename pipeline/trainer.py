@@ -205,7 +205,7 @@ def _fit(settings, model, train_batches, val_batches, placement, callbacks, init
 
 
 def _custom(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
-    GradientTapeLoop(model, placement.strategy, val_batches).fit(
+    GradientTapeLoop(model, placement.strategy, train_batches, val_batches).fit(
         train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch
     )
 
@@ -217,9 +217,11 @@ class GradientTapeLoop:
     """The "training loop from scratch" of the Keras guides, compiled, and distributed when the strategy is.
     The loss, metrics, optimizer, XLA and steps per call are the compiled model's (see `compile_model`)."""
 
-    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, val_batches: tf.data.Dataset):
+    def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy, train_batches: tf.data.Dataset,
+                 val_batches: tf.data.Dataset):
         self.model = model
         self.strategy = strategy
+        self.epoch_steps = int(train_batches.cardinality())  # negative when unknown (bad images skipped)
         # model.metrics: the loss's running mean (Keras's tracker, "loss"), then the compiled metrics.
         self.loss_tracker, *self.compiled_metrics = model.metrics
         # A validation batch: iterating the training batches would advance their seeded shuffle by an epoch.
@@ -243,13 +245,15 @@ class GradientTapeLoop:
 
         @tf.function
         def train_steps(iterator, steps):
-            # Up to `steps` batches; fewer when the epoch ends (its length is unknown when bad images are skipped).
             done = tf.constant(0)
             for _ in tf.range(steps):
-                batch = iterator.get_next_as_optional()
-                if not batch.has_value():
-                    break
-                self.strategy.run(replica_step, args=batch.get_value())
+                if self.epoch_steps > 0:
+                    self.strategy.run(replica_step, args=next(iterator))
+                else:  # the epoch's length is unknown (bad images are skipped): it ends when the batches do
+                    batch = iterator.get_next_as_optional()
+                    if not batch.has_value():
+                        break
+                    self.strategy.run(replica_step, args=batch.get_value())
                 done += 1
             return done, self._results()
 
@@ -293,7 +297,7 @@ class GradientTapeLoop:
         return results
 
     def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> None:
-        steps = int(train_batches.cardinality())  # for the progress bar: unknown (negative) when bad images are skipped
+        steps = self.epoch_steps
         # Across workers, each takes its share of every global batch (the row dataset has no files to shard).
         sharding = tf.data.Options()
         sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -317,20 +321,19 @@ class GradientTapeLoop:
     def _train_epoch(self, train_batches, callback_list: keras.callbacks.CallbackList) -> dict[str, float]:
         """One pass over the training batches, `steps_per_execution` per call; the epoch's training logs."""
         self.model.reset_metrics()
-        batches, done = iter(train_batches), 0
-        per_call = tf.constant(self.model.steps_per_execution)
-        while not self.model.stop_training:
+        batches, done, steps = iter(train_batches), 0, self.epoch_steps
+        while not self.model.stop_training and (steps < 0 or done < steps):
+            calls = self.model.steps_per_execution if steps < 0 else min(self.model.steps_per_execution, steps - done)
             # As in fit, the batch callbacks (progress bar, stop request) run once per call, with its last step's
             # index; the logs stay tensors, so nothing waits for the device unless a callback reads them.
             callback_list.on_train_batch_begin(done)
-            ran, call_logs = self._train_steps(batches, per_call)
-            ran = int(ran)
-            if ran == 0:
+            ran, call_logs = self._train_steps(batches, tf.constant(calls))
+            ran = calls if steps > 0 else int(ran)  # of unknown length, the epoch ends with a short call
+            if ran:
+                done += ran
+                callback_list.on_train_batch_end(done - 1, call_logs)
+            if ran < calls:
                 break
-            done += ran
-            callback_list.on_train_batch_end(done - 1, call_logs)
-            if ran < self.model.steps_per_execution:
-                break  # the epoch's last batches
         return {name: float(value) for name, value in self._results().items()}
 
     def _validate(self, val_batches) -> dict[str, float]:
