@@ -26,6 +26,15 @@ class TrainingState:
     epochs_done: int = 0
     best_value: float | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
+    # The random generators of the model (dropout) and of data.augment at the epoch's end: Keras's .keras files
+    # do not keep them, and a resumed run draws what the uninterrupted run would have.
+    random_state: list[list[int]] = field(default_factory=list)
+
+    def restore_random_state(self, model: keras.Model, augment: keras.Model | None) -> None:
+        if self.random_state:
+            for variable, value in zip(random_variables(model, augment), self.random_state, strict=True):
+                variable.assign(value)
+
 
     @classmethod
     def read(cls, checkpoint_dir: Path) -> "TrainingState":
@@ -35,23 +44,31 @@ class TrainingState:
         return json.dumps(self.__dict__, indent=1)
 
 
+def random_variables(model: keras.Model, augment: keras.Model | None) -> list[keras.Variable]:
+    """The seed generators' states (keras.random.SeedGenerator) of the model's layers and the augmentation's."""
+    variables = [*model.non_trainable_variables, *(augment.variables if augment is not None else [])]
+    return [variable for variable in variables if variable.path.endswith("seed_generator_state")]
+
+
 def checkpoint_callbacks(
-    checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState
+    checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState, augment: keras.Model | None = None
 ) -> list[keras.callbacks.Callback]:
     """Save the last model, the best one by the monitored metric, and the state file, every epoch."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    return [_CheckpointWriter(checkpoint_dir, settings, state)]
+    return [_CheckpointWriter(checkpoint_dir, settings, state, augment)]
 
 
 class _CheckpointWriter(keras.callbacks.Callback):
     """Every file is written under a temporary name and then renamed: a run killed mid-save (Ctrl-C,
     SIGTERM) keeps its previous complete checkpoint. The state goes last, so it never runs ahead of last.keras."""
 
-    def __init__(self, checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState):
+    def __init__(self, checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState,
+                 augment: keras.Model | None):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
         self.settings = settings
         self.state = state
+        self.augment = augment
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -63,6 +80,7 @@ class _CheckpointWriter(keras.callbacks.Callback):
             self.state.best_value = float(value)
             self._save_model(BEST)
         self.state.epochs_done = epoch + 1
+        self.state.random_state = [variable.numpy().tolist() for variable in random_variables(self.model, self.augment)]
         _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
 
     def _save_model(self, name: str) -> None:

@@ -83,8 +83,10 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
         state = _resume_state(settings, tracker, checkpoint_dir)
         model = _compiled_model(settings, model, data, placement, state, checkpoint_dir)
         run_callbacks = trainer.training_callbacks(
-            settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *options.callbacks]
+            settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *options.callbacks],
+            augment,
         )
+        state.restore_random_state(model, augment)
         steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
         tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
         print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "

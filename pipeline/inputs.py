@@ -28,10 +28,11 @@ AUTOTUNE = tf.data.AUTOTUNE
 DECODE_BATCH = 256  # images per write when a folder is decoded into a cache
 
 
-def training_batches(data: Dataset, batch_size: int, seed: int,
-                     augment: keras.Sequential | None = None) -> tf.data.Dataset:
-    """Shuffled training batches (seeded, reshuffled each epoch), augmented when asked."""
-    batches = _batches(data, data.train, batch_size, shuffle_seed=seed)
+def training_batches(data: Dataset, batch_size: int, seed: int, augment: keras.Sequential | None = None,
+                     first_epoch: int = 0) -> tf.data.Dataset:
+    """Shuffled training batches (seeded, reshuffled each epoch), augmented when asked. `first_epoch` > 0 (a resumed
+    run) starts from that epoch's order, as if the epochs before had been read."""
+    batches = _batches(data, data.train, batch_size, shuffle_seed=seed, skip_epochs=first_epoch)
     if augment is not None:
         batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
     return batches.prefetch(AUTOTUNE)
@@ -56,11 +57,15 @@ def split_images(data: Dataset, split: str, count: int | None = None) -> np.ndar
     return np.concatenate([x.numpy() for x, _ in batches])
 
 
-def _batches(data: Dataset, split: Split, batch_size: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
+def _batches(data: Dataset, split: Split, batch_size: int, shuffle_seed: int | None = None,
+             skip_epochs: int = 0) -> tf.data.Dataset:
     with tf.device("/CPU:0"):
         examples = tf.data.Dataset.from_tensor_slices((split.rows, split.labels))
         if shuffle_seed is not None:
             examples = examples.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+            for _ in range(skip_epochs):  # each pass draws the next epoch's order; only row numbers are read
+                for _ in examples.batch(1 << 16):
+                    pass
         pixels = _pool_pixels(data, split)
         if pixels is None:  # decoded file by file, in parallel, as batches are needed
             files = data.image_files

@@ -75,7 +75,8 @@ class StopOnRequest(keras.callbacks.Callback):
 
 
 def training_callbacks(
-    settings: TrainerSettings, checkpoint_dir: Path, state: TrainingState, extra: Sequence[keras.callbacks.Callback]
+    settings: TrainerSettings, checkpoint_dir: Path, state: TrainingState, extra: Sequence[keras.callbacks.Callback],
+    augment: keras.Model | None = None,
 ) -> list[keras.callbacks.Callback]:
     """Every run's callbacks, in order: epoch stats, stop on NaN, optional early stopping, checkpoints, then
     `extra` (tracking, a sweep's pruning), so that these see the epoch logs the first ones completed."""
@@ -89,7 +90,7 @@ def training_callbacks(
                 monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience, min_delta=stopping.min_delta
             )
         )
-    return [*callbacks, *checkpoint_callbacks(checkpoint_dir, settings.checkpoint, state), *extra]
+    return [*callbacks, *checkpoint_callbacks(checkpoint_dir, settings.checkpoint, state, augment), *extra]
 
 
 def compile_model(settings: TrainerSettings, model: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -170,7 +171,7 @@ def train(
     """Train a compiled model from `initial_epoch` to `settings.epochs`, `steps_per_execution` steps per compiled
     call; callbacks see every epoch's logs. A SIGTERM stops it between two calls (KeyboardInterrupt). An image file
     that fails to decode mid-epoch ends it with a one-line error naming the file (the last checkpoint stays)."""
-    train_batches = inputs.training_batches(data, settings.batch_size, seed, augment)
+    train_batches = inputs.training_batches(data, settings.batch_size, seed, augment, first_epoch=initial_epoch)
     val_batches = inputs.evaluation_batches(data, "validation", settings.batch_size)
     # What compile(steps_per_execution=N) sets; both trainers read it (fit's train and test functions are
     # rebuilt, as the probe may have built them for one step per call).
@@ -193,9 +194,13 @@ def train(
 
 
 def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
+    steps = int(train_batches.cardinality())
     model.fit(
         train_batches,
         validation_data=val_batches,
+        # Given, Keras reads one shuffled order per epoch (as the custom loop does), so a resumed run's epoch k is
+        # the uninterrupted run's; unknown when bad images are skipped.
+        steps_per_epoch=steps if steps > 0 else None,
         epochs=settings.epochs,
         initial_epoch=initial_epoch,
         callbacks=callbacks,

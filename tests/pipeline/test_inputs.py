@@ -235,3 +235,22 @@ def test_augmentation_is_seeded_and_touches_only_training_batches() -> None:
     assert not np.allclose(first_batch(1), first_batch(2))
     validation = np.concatenate([x for x, _ in inputs.evaluation_batches(data, "validation", 64)])
     np.testing.assert_allclose(validation, inputs.split_images(data, "validation"))
+
+
+@pytest.mark.parametrize("trainer", ["fit", "custom"])
+@pytest.mark.parametrize("augment", ["[]", "[{RandomRotation: {factor: 0.2}},{RandomZoom: {height_factor: 0.2}}]"])
+def test_a_resumed_run_sees_the_batches_dropout_and_augmentation_of_the_uninterrupted_run(compose, mlflow_store, tmp_path,
+                                                                                   trainer, augment):
+    from tests.pipeline.test_core import StopAfterFirstEpoch
+
+    overrides = ["deterministic=true", f"trainer={trainer}", "trainer.epochs=3", mlflow_store.override,
+                 f"data.augment={augment}", "model.dropout=0.3"]
+    uninterrupted = run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'whole'}")))
+    with pytest.raises(Exception):
+        run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
+                     RunOptions(callbacks=[StopAfterFirstEpoch()]))
+    killed = next(run for run in mlflow_store.runs() if run.info.status == "KILLED")
+    resumed = run_pipeline(validate(compose(*overrides, f"resume={killed.info.run_id}", f"output_dir={tmp_path / 'b'}")))
+
+    assert resumed.history["loss"] == uninterrupted.history["loss"]
+    assert resumed.history["val_accuracy"] == uninterrupted.history["val_accuracy"]
