@@ -117,9 +117,8 @@ class LayersModel(ModelBase):
 
 
 class PythonModel(ModelBase):
-    """The user's own function `builder(input_shape=(h, w, c), num_classes=n, **kwargs)` returning a Keras model."""
-
-    name: Literal["python"]
+    """A function `builder(input_shape=(h, w, c), num_classes=n, **kwargs)` returning a Keras model: the user's own
+    (model=python) or a built-in network written in Python (model=scratch_xception)."""
     builder: str
     kwargs: dict[str, Any] = {}
 
@@ -130,9 +129,13 @@ class PythonModel(ModelBase):
 
 
 def _model_kind(value: Any) -> str:
-    """mlp and python have their own schema; any other name is a layer list (small_cnn, layers, my_net, ...)."""
-    name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
-    return name if name in ("mlp", "python") else "layers"
+    """mlp has its own schema, a model with a builder is Python code; any other is a layer list (small_cnn, layers)."""
+    def get(key: str) -> Any:
+        return value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+
+    if get("name") == "mlp":
+        return "mlp"
+    return "python" if get("name") == "python" or get("builder") is not None else "layers"
 
 
 ModelSettings = Annotated[

@@ -12,7 +12,8 @@ from pipeline.errors import PipelineError
 REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"],
             "tracking=server": ["tracking.uri=http://127.0.0.1:1"],
             "model=python": ["model.builder=pipeline.model:build_model"],  # validation only finds the module
-            "device=multi_worker": ["trainer=custom"]}  # model.fit cannot run on it
+            "device=multi_worker": ["trainer=custom"],  # model.fit cannot run on it
+            "experiment=images_from_scratch": ["data.path=folder"]}
 
 
 def options(group: str) -> list[str]:

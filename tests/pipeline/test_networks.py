@@ -166,3 +166,16 @@ def test_validating_the_preset_does_not_load_tensorflow():
     )
     subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, check=True, timeout=60,
                    env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": ""})
+
+
+def test_the_images_from_scratch_preset_trains_on_a_folder(tmp_path):
+    from pipeline.core import run_pipeline
+    from tests.pipeline.test_inputs import photo_folder
+
+    root = photo_folder(tmp_path / "photos", per_class=8, size=32)
+    settings = validate(compose_config(["experiment=images_from_scratch", f"data.path={root}", "data.image_size=[32,32]",
+                                        "trainer.epochs=1", "trainer.batch_size=8", "trainer.verbose=0",
+                                        "tracking=none", f"output_dir={tmp_path / 'out'}"]))
+    assert settings.data.augment and settings.model.name == "scratch_xception"
+    result = run_pipeline(settings)
+    assert len(result.history["loss"]) == 1 and 0.0 <= result.test_metrics["test_accuracy"] <= 1.0
