@@ -43,20 +43,20 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
         try:
             with Heartbeat(trial, settings.heartbeat_interval):
                 outcome = runner(trial)
-        except KeyboardInterrupt:
-            _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"), "KILLED")
+        except KeyboardInterrupt:  # the pipeline it interrupted closed the trial's run KILLED
+            _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"))
             raise
-        _finish(sweep, study, trial, outcome, "FAILED" if outcome.state == TrialState.FAIL else None)
+        _finish(sweep, study, trial, outcome)
         release_memory()  # the next trial starts from a clean slate; peak memory stays flat over a long sweep
 
 
-def _finish(sweep, study, trial, outcome, run_status: str | None) -> None:
+def _finish(sweep, study, trial, outcome) -> None:
     if outcome.reason:
         trial.set_user_attr(REASON_ATTR, outcome.reason)
     study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
     run_id = outcome.run_id or (sweep.runs.find_trial_run(study.get_trials(deepcopy=False)[trial.number]) if sweep.runs else None)
     if sweep.runs and run_id:
-        sweep.runs.record_state(run_id, outcome.state, status=run_status)
+        sweep.runs.tag_state(run_id, outcome.state)
     shown = f"{outcome.value:.4f}" if outcome.value is not None else outcome.reason
     print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}", flush=True)
 
