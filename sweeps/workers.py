@@ -5,12 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 
 import optuna
 from optuna.trial import TrialState
 
-from pipeline.cli import INTERRUPTED, USAGE_ERROR
+from pipeline.cli import reported_errors
 from pipeline.errors import PipelineError
 from pipeline.worker_slots import WorkerSlot
 from sweeps.context import SweepContext
@@ -66,13 +65,8 @@ def _worker_main(overrides: list[str], slot: WorkerSlot, deadline: float | None)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with reported_errors():  # one-line errors and exit codes, as from the command line
         work(SweepContext.load(overrides, deadline), slot)
-    except KeyboardInterrupt:
-        raise SystemExit(INTERRUPTED) from None
-    except PipelineError as error:
-        print(f"error: worker {slot.index}: {error}", file=sys.stderr)
-        raise SystemExit(USAGE_ERROR) from None
 
 
 def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
