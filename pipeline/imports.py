@@ -1,15 +1,16 @@
 """The user's own code named in config as `package.module:name` (a model builder, a custom layer).
 
 It is looked up in the working directory first, then in installed packages, as `python -m` does for scripts:
-`find_object` checks only that the module exists (no import, so no TensorFlow), `import_object` imports it.
+`find_object` checks only that the module exists (no import, so no TensorFlow), `import_object` imports it
+(`pkgutil.resolve_name`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.util
 import os
+import pkgutil
 import re
 import sys
 from typing import Any, Iterator
@@ -41,16 +42,13 @@ def import_object(reference: str, *, key: str) -> Any:
     module_name, attribute = find_object(reference, key=key)
     with _working_directory_importable():
         try:
-            module = importlib.import_module(module_name)
-        except Exception as error:  # noqa: BLE001 - the user's module raised while importing
-            raise PipelineError(f"{key}={reference}: importing {module_name} raised {one_line(error)}") from None
-    try:
-        return getattr(module, attribute)
-    except AttributeError:
-        public = sorted(name for name in vars(module) if not name.startswith("_"))
-        raise PipelineError(
-            f"{key}={reference}: {module_name} has no {attribute}; it defines {', '.join(public) or 'nothing'}"
-        ) from None
+            return pkgutil.resolve_name(reference)
+        except Exception as error:  # noqa: BLE001 - the user's module raised while importing, or lacks the name
+            module = sys.modules.get(module_name)  # only a module that imported stays there
+            if module is None or not isinstance(error, AttributeError):
+                raise PipelineError(f"{key}={reference}: importing {module_name} raised {one_line(error)}") from None
+    public = sorted(name for name in vars(module) if not name.startswith("_"))
+    raise PipelineError(f"{key}={reference}: {module_name} has no {attribute}; it defines {', '.join(public) or 'nothing'}")
 
 
 @contextlib.contextmanager

@@ -2,8 +2,8 @@
 
 The trial<->run mapping lives in both stores: the child run carries `optuna.study` / `optuna.trial` tags
 (set when run_pipeline creates it), and the trial gets the run id as its `mlflow_run_id` user attribute
-as soon as training starts. A worker killed mid-trial leaves a RUNNING run; whoever fails the stale trial
-finds the run by either and closes it as KILLED.
+as soon as training starts. A trial's run is closed once, by the pipeline that trains it; only a worker killed
+mid-trial leaves a RUNNING run, which whoever fails the stale trial finds by either and closes as KILLED.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import MlflowTracking
-from pipeline.tracking.runs import close_run, create_run, experiment_id, reopen_run
+from pipeline.tracking.runs import KILLED, RUNNING, close_run, create_run, experiment_id, reopen_run
 from pipeline.tracking.store import check_store, tracking_uri
 from sweeps.heartbeat import RETRY_OF
 from sweeps.trial_config import Scalar, format_value
@@ -70,17 +70,19 @@ class SweepRuns:
         )
         return runs[0].info.run_id if runs else None
 
-    def record_state(self, run_id: str, state: TrialState, *, status: str | None = None) -> None:
-        """Tag the child run with the trial's state; `status` (FAILED, KILLED) overrides how it ended."""
+    def tag_state(self, run_id: str, state: TrialState) -> None:
+        """Tag the child run with the trial's state; the run itself was closed by the pipeline that trained it."""
         self.client.set_tag(run_id, STATE_TAG, state.name)
-        if status:
-            close_run(self.client, run_id, status)
 
     def close_stale_trial(self, trial: FrozenTrial) -> None:
+        """A dead worker's trial: its run is closed KILLED here, as no pipeline is left to close it."""
         run_id = self.find_trial_run(trial)
-        if run_id is not None:
+        if run_id is None:
+            return
+        self.tag_state(run_id, TrialState.FAIL)
+        if self.client.get_run(run_id).info.status == RUNNING:  # the worker may have died after its run closed
             self.client.set_tag(run_id, "stopped", "worker died (no heartbeat)")
-            self.record_state(run_id, TrialState.FAIL, status="KILLED")
+            close_run(self.client, run_id, KILLED)
 
     def end_parent(self, run_id: str, status: str) -> None:
         close_run(self.client, run_id, status)

@@ -23,6 +23,11 @@ from sweeps.settings import Objective, Param, TrialArtifacts
 from sweeps.space import suggest
 from sweeps.trial_config import TrialConfigs, as_overrides
 
+
+class NonFiniteObjective(Exception):
+    """A trained run whose objective is NaN or infinite: the trial fails, and so does its run."""
+
+
 @dataclass(frozen=True)
 class TrialOutcome:
     state: TrialState
@@ -68,16 +73,13 @@ def objective_value(history: Mapping[str, list[float]], test_metrics: Mapping[st
     return float(max(finite) if objective.direction == "maximize" else min(finite))
 
 
-def beats_finished_trials(trial: optuna.Trial, objective: Objective) -> ArtifactFilter:
-    """Whether a run's value is better than every trial finished so far (so the final best trial always passes)."""
-    def better(history: dict[str, list[float]], test_metrics: dict[str, float]) -> bool:
-        value = objective_value(history, test_metrics, objective)
-        try:
-            best = trial.study.best_value
-        except ValueError:  # no trial completed yet
-            return math.isfinite(value)
-        return value > best if objective.direction == "maximize" else value < best
-    return better
+def beats_finished_trials(study: optuna.Study, objective: Objective, value: float) -> bool:
+    """Whether `value` is better than every trial finished so far (so the final best trial always passes)."""
+    try:
+        best = study.best_value
+    except ValueError:  # no trial completed yet
+        return True
+    return value > best if objective.direction == "maximize" else value < best
 
 
 @dataclass
@@ -100,22 +102,29 @@ class TrialRunner:
             result = run_pipeline(validate(cfg), RunOptions(
                 overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
                 run_tags=self.runs.trial_tags(trial, values) if self.runs else {},
-                log_artifacts_if=self._artifact_filter(trial),
+                log_artifacts_if=self._judge(trial),
             ))
         except TrainingStopped as stopped:
             return TrialOutcome(TrialState.PRUNED, run_id=reporter.run_id, reason=str(stopped))
+        except NonFiniteObjective as error:
+            return TrialOutcome(TrialState.FAIL, run_id=reporter.run_id, reason=str(error))
         except Exception as error:  # noqa: BLE001 - a failing trial must not end the sweep
             return TrialOutcome(TrialState.FAIL, run_id=reporter.run_id, reason=f"{type(error).__name__}: {error}")
         if result.run_id:
             trial.set_user_attr(RUN_ID_ATTR, result.run_id)
         if result.model_id:
             trial.set_user_attr(MODEL_ID_ATTR, result.model_id)
-        value = objective_value(result.history, result.test_metrics, self.objective)
-        if not math.isfinite(value):
-            return TrialOutcome(TrialState.FAIL, run_id=result.run_id, reason=f"{self.objective.metric}={value}")
+        value = objective_value(result.history, result.test_metrics, self.objective)  # finite: judged above
         return TrialOutcome(TrialState.COMPLETE, value, result.run_id)
 
-    def _artifact_filter(self, trial: optuna.Trial) -> ArtifactFilter | None:
-        if self.artifacts == "best":
-            return beats_finished_trials(trial, self.objective)
-        return None if self.artifacts == "all" else (lambda history, test_metrics: False)
+    def _judge(self, trial: optuna.Trial) -> ArtifactFilter:
+        """The trial's result, judged before the pipeline closes its run, so the run closes once as it ended:
+        a non-finite objective raises (the run closes FAILED); otherwise whether the run keeps its model and plots."""
+        def judge(history: dict[str, list[float]], test_metrics: dict[str, float]) -> bool:
+            value = objective_value(history, test_metrics, self.objective)
+            if not math.isfinite(value):
+                raise NonFiniteObjective(f"{self.objective.metric}={value}")
+            if self.artifacts == "best":
+                return beats_finished_trials(trial.study, self.objective, value)
+            return self.artifacts == "all"
+        return judge

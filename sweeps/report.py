@@ -132,7 +132,7 @@ def summarize(
 def log_to_parent(runs: SweepRuns, parent_run_id: str, summary: SweepSummary, study: optuna.Study) -> None:
     """Best value as a metric; best parameters, run id and command as tags (they change when a study resumes)."""
     client = runs.client
-    finished = sum(count for state, count in summary.states.items() if state != "RUNNING")
+    finished = sum(count for state, count in summary.states.items() if state != TrialState.RUNNING.name)
     metrics = {f"trials_{state.lower()}": float(count) for state, count in summary.states.items()}
     metrics["epochs_trained"] = float(summary.epochs_trained)
     if summary.best_value is not None and math.isfinite(summary.best_value):

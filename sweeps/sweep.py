@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
 from pipeline.tracking.links import run_page_with_hint
+from pipeline.tracking.runs import FINISHED, KILLED
 from pipeline.worker_slots import plan_slots, visible_gpus
 from sweeps.context import SweepContext
 from sweeps.heartbeat import wait_for_running_trials
@@ -44,7 +45,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
     if parent_run_id:
         print(f"[sweep] MLflow parent run: {run_page_with_hint(sweep.pipeline_settings.tracking, parent_run_id)}", flush=True)
-    status = "KILLED"
+    status = KILLED
     try:
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
             sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
@@ -54,10 +55,10 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
             wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
             if is_done(study, settings.n_trials, sweep.deadline):
                 break
-        status = "FINISHED"
+        status = FINISHED
     finally:
         summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction)
-        if sweep.runs and status == "FINISHED" and summary.best_number is not None:
+        if sweep.runs and status == FINISHED and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.sweep_settings, study, summary)
         if sweep.runs and parent_run_id:
             log_to_parent(sweep.runs, parent_run_id, summary, study)

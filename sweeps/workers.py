@@ -5,12 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 
 import optuna
 from optuna.trial import TrialState
 
-from pipeline.cli import INTERRUPTED, USAGE_ERROR
+from pipeline.cli import reported_errors
 from pipeline.errors import PipelineError
 from pipeline.worker_slots import WorkerSlot
 from sweeps.context import SweepContext
@@ -43,20 +42,20 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
         try:
             with Heartbeat(trial, settings.heartbeat_interval):
                 outcome = runner(trial)
-        except KeyboardInterrupt:
-            _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"), "KILLED")
+        except KeyboardInterrupt:  # the pipeline it interrupted closed the trial's run KILLED
+            _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"))
             raise
-        _finish(sweep, study, trial, outcome, "FAILED" if outcome.state == TrialState.FAIL else None)
+        _finish(sweep, study, trial, outcome)
         release_memory()  # the next trial starts from a clean slate; peak memory stays flat over a long sweep
 
 
-def _finish(sweep, study, trial, outcome, run_status: str | None) -> None:
+def _finish(sweep, study, trial, outcome) -> None:
     if outcome.reason:
         trial.set_user_attr(REASON_ATTR, outcome.reason)
     study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
     run_id = outcome.run_id or (sweep.runs.find_trial_run(study.get_trials(deepcopy=False)[trial.number]) if sweep.runs else None)
     if sweep.runs and run_id:
-        sweep.runs.record_state(run_id, outcome.state, status=run_status)
+        sweep.runs.tag_state(run_id, outcome.state)
     shown = f"{outcome.value:.4f}" if outcome.value is not None else outcome.reason
     print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}", flush=True)
 
@@ -66,13 +65,8 @@ def _worker_main(overrides: list[str], slot: WorkerSlot, deadline: float | None)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with reported_errors():  # one-line errors and exit codes, as from the command line
         work(SweepContext.load(overrides, deadline), slot)
-    except KeyboardInterrupt:
-        raise SystemExit(INTERRUPTED) from None
-    except PipelineError as error:
-        print(f"error: worker {slot.index}: {error}", file=sys.stderr)
-        raise SystemExit(USAGE_ERROR) from None
 
 
 def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:

@@ -25,7 +25,7 @@ from pipeline.compose import flatten
 from pipeline.config import MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
-from pipeline.tracking.runs import create_run
+from pipeline.tracking.runs import FAILED, FINISHED, KILLED, create_run
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.store import check_store, tracking_uri
@@ -36,7 +36,7 @@ NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not wh
 RESUMABLE_CHANGES = (
     "trainer.epochs", "trainer.verbose", "trainer.steps_per_execution", "trainer.jit_compile", "device.", "tracking.",
 )
-RESUMABLE_STATUSES = ("KILLED", "FAILED")
+RESUMABLE_STATUSES = (KILLED, FAILED)
 ERROR_TAG_LENGTH = 500
 # MLflow samples system metrics every 10 s by default and drops a sample cut short by the run's end: a run
 # shorter than that would record none. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, when set, wins.
@@ -71,16 +71,16 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
                 _record_config(client, run_id, settings, params, provenance, overrides)
             yield tracker
         except TrainingStopped as stopped:
-            _close(tracker, output_dir, "KILLED", {"stopped": str(stopped) or "stopped"})
+            _close(tracker, output_dir, KILLED, {"stopped": str(stopped) or "stopped"})
             raise
         except Exception as error:
-            _close(tracker, output_dir, "FAILED", {"error": one_line(error)[:ERROR_TAG_LENGTH]}, traceback.format_exc())
+            _close(tracker, output_dir, FAILED, {"error": one_line(error)[:ERROR_TAG_LENGTH]}, traceback.format_exc())
             raise
         except BaseException:  # KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it), SystemExit
-            _close(tracker, output_dir, "KILLED", {})
+            _close(tracker, output_dir, KILLED, {})
             raise
         else:
-            _close(tracker, output_dir, "FINISHED", {})
+            _close(tracker, output_dir, FINISHED, {})
 
 
 @contextmanager

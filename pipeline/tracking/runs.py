@@ -21,6 +21,11 @@ from pipeline.credentials import redact
 from pipeline.errors import PipelineError
 from pipeline.tracking.store import artifact_location, check_store, tracking_uri
 
+# MLflow's run statuses as its client takes them.
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
+KILLED = RunStatus.to_string(RunStatus.KILLED)
 EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI opens a model-training experiment in its "Model training" view
 
 
@@ -52,10 +57,10 @@ def create_run(client: MlflowClient, tracking: MlflowTracking, uri: str, *, name
 
 def reopen_run(client: MlflowClient, run_id: str) -> None:
     """A closed run RUNNING again (a resumed sweep's parent)."""
-    client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    client.update_run(run_id, status=RUNNING)
 
 
-def close_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+def close_run(client: MlflowClient, run_id: str, status: str = FINISHED) -> None:
     client.set_terminated(run_id, status)
 
 
@@ -69,21 +74,21 @@ def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) 
     check_store(uri)
     client = MlflowClient(uri)
     run_id = create_run(client, tracking, uri, name=name, tags=tags)
-    status = "KILLED"
+    status = KILLED
     try:
         yield run_id
-        status = "FINISHED"
+        status = FINISHED
     except Exception:
-        status = "FAILED"
+        status = FAILED
         raise
     finally:
-        if status != "FINISHED":
+        if status != FINISHED:
             _kill_running_children(client, client.get_run(run_id).info.experiment_id, run_id)
         close_run(client, run_id, status)
 
 
 def _kill_running_children(client: MlflowClient, experiment: str, parent_run_id: str) -> None:
     running = client.search_runs(
-        [experiment], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = 'RUNNING'")
+        [experiment], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = '{RUNNING}'")
     for child in running:
-        close_run(client, child.info.run_id, "KILLED")
+        close_run(client, child.info.run_id, KILLED)

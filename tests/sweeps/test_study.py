@@ -42,28 +42,55 @@ def test_same_study_name_resumes_and_a_changed_direction_is_refused(tmp_path):
         open_study(settings("sweep.study_name=a", "sweep.objective.direction=minimize"), storage)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes"])
-def test_samplers_and_pruners_are_built_from_config(sampler):
-    made = make_sampler(settings(f"sweep.sampler={sampler}"), seed=1)
-    assert type(made).__name__.lower().startswith(sampler)
-    assert isinstance(make_pruner(settings("sweep.pruner=hyperband"), 5), optuna.pruners.HyperbandPruner)
-    assert isinstance(make_pruner(settings("sweep.pruner=none"), 5), optuna.pruners.NopPruner)
-    assert isinstance(make_pruner(settings(), 5), optuna.pruners.MedianPruner)
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
+            "cmaes": optuna.samplers.CmaEsSampler}
+PRUNERS = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
+           "none": optuna.pruners.NopPruner}
 
 
-def test_seeded_sampler_repeats_a_fresh_study_but_not_a_resumed_one(tmp_path):
+@pytest.mark.parametrize(("sampler", "pruner"), [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none")])
+def test_the_study_samples_and_prunes_as_configured(tmp_path, sampler, pruner):
+    s = settings(f"sweep.sampler={sampler}", f"sweep.pruner={pruner}")
+    study = open_study(s, make_storage(str(tmp_path / "s.log")), sampler=make_sampler(s, seed=1),
+                       pruner=make_pruner(s, 5))
+    assert isinstance(study.sampler, SAMPLERS[sampler]) and isinstance(study.pruner, PRUNERS[pruner])
+
+
+def first_proposals(s, location: str, worker_index: int, trials_so_far: int) -> list[float]:
+    """The first learning rates a worker's sampler proposes for a fresh study."""
+    study = optuna.create_study(sampler=make_sampler(s, worker_seed(s, location, worker_index, trials_so_far)))
+    return [study.ask().suggest_float("lr", 1e-4, 1e-1, log=True) for _ in range(3)]
+
+
+def test_a_seeded_fresh_study_proposes_the_same_values_again_but_other_workers_and_resumes_do_not(tmp_path):
     s = settings("sweep.seed=7")
-    location = str(tmp_path / "s.log")
-    assert worker_seed(s, location, 0, 0) == 7
-    assert len({worker_seed(s, location, 0, 5), worker_seed(s, location, 1, 0), 7}) == 3
+    journal = str(tmp_path / "s.log")
+    first = first_proposals(s, journal, 0, 0)
+    assert first_proposals(s, str(tmp_path / "other.log"), 0, 0) == first
+    assert first_proposals(settings("sweep.seed=8"), journal, 0, 0) != first
+    assert first_proposals(s, journal, 1, 0) != first  # the second worker
+    assert first_proposals(s, journal, 0, 5) != first  # the study resumed after 5 trials
+    assert first_proposals(s, "sqlite:///x.db", 0, 0) != first  # a shared database: each process its own
+
+
+def proposals_when_rewarded(s, reward) -> list[float]:
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(s, seed=1))
+    proposed = []
+    for _ in range(startup_trials(s) + 1):
+        trial = study.ask()
+        proposed.append(trial.suggest_float("x", 0.0, 1.0))
+        study.tell(trial, reward(proposed[-1]))
+    return proposed
 
 
 @pytest.mark.parametrize(("n_trials", "startup"), [(4, 3), (8, 3), (20, 3), (40, 5), (64, 8), (200, 10)])
 def test_random_startup_is_an_eighth_of_the_budget_within_3_to_10(n_trials, startup):
     assert startup_trials(settings(f"sweep.n_trials={n_trials}")) == startup
     assert startup_trials(settings(f"sweep.n_trials={n_trials}", "sweep.startup_trials=7")) == 7
-    sampler = make_sampler(settings(f"sweep.n_trials={n_trials}"), seed=1)
-    assert sampler._n_startup_trials == startup and sampler._multivariate and sampler._group  # noqa: SLF001
+    # Startup trials ignore the results; the first trial after them follows them: opposite rewards part it.
+    s = settings(f"sweep.n_trials={n_trials}")
+    high, low = proposals_when_rewarded(s, lambda x: x), proposals_when_rewarded(s, lambda x: -x)
+    assert high[:startup] == low[:startup] and high[startup] != low[startup]
 
 
 def test_no_trial_is_claimed_after_the_deadline(tmp_path):
