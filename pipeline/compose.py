@@ -3,10 +3,12 @@ one-line errors; and the validated settings flattened for MLflow params."""
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any
+from typing import Any, Iterator
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -25,8 +27,18 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str
 
 
 def _compose(overrides: list[str], config_name: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="pipeline"):
+    with hydra_on_conf():
         return compose(config_name=config_name, overrides=overrides)
+
+
+@contextlib.contextmanager
+def hydra_on_conf() -> Iterator[None]:
+    """Hydra initialized on conf/ for its compose API: the running app's (its callbacks compose too), else here."""
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="pipeline"):
+        yield
 
 
 def one_line_hydra_error(error: Exception, overrides: list[str], config_name: str) -> str:

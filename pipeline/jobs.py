@@ -1,29 +1,30 @@
-"""The jobs of one command line: every job's config checked before the first one starts, then each run.
+"""The jobs of one command line: every job checked before the first one starts, a multirun's parent run, each run.
 
-`check_job` is the one place a job's config is checked without TensorFlow; `run_job` is Hydra's task function,
-called once per job, in this process (TensorFlow imported once) or in a launcher's worker process.
+`check_jobs` is where a command line's jobs are checked without TensorFlow; `run_job` is the Hydra app's task
+function, called once per job, in this process (TensorFlow imported once) or in a launcher's worker process;
+`MultirunParentRun`, a Hydra callback (conf/config.yaml, hydra.callbacks), owns a multirun's MLflow parent run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, ClassVar, Iterator
 
-from hydra import initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import cluster
-from pipeline.compose import compose_config, validate
-from pipeline.config import CONF_DIR, MlflowTracking, Settings
+from pipeline.compose import compose_config, hydra_on_conf, validate
+from pipeline.config import MlflowTracking, Settings, TrackingSettings
 from pipeline.credentials import redact_files
 from pipeline.data import load_data
 from pipeline.errors import PipelineError
@@ -31,9 +32,6 @@ from pipeline.run_log import teed_to
 from pipeline.tracking.store import check_store, tracking_uri
 from pipeline.worker_slots import parallel_processes, plan_slots, visible_gpus
 
-# What a multirun's jobs share, read by jobs in this process and inherited by a launcher's worker processes.
-PARENT_RUN_ENV = "KERASTRACK_PARENT_RUN_ID"  # their MLflow parent run
-JOBS_ENV = "KERASTRACK_MULTIRUN_JOBS"  # how many there are
 OUTPUT_DIR_ALIAS = "output_dir="  # the pipeline's older name for Hydra's output folder
 
 
@@ -44,54 +42,117 @@ def hydra_overrides(overrides: list[str], multirun: bool) -> list[str]:
 
 
 def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """Each job's overrides, the sweep syntax (a,b / range / glob / choice) expanded as Hydra's basic sweeper does."""
+    """Each job's overrides, the sweep syntax (a,b / range / glob / choice) expanded as Hydra's basic sweeper does:
+    every combination, keys in the order first given (a key given twice keeps its place and its last value)."""
     if not multirun:
         return [overrides]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):  # glob() lists a group's options
-        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-        parsed = parser.parse_overrides(overrides)
-    return [job for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None) for job in batch]
+    with hydra_on_conf():  # glob() lists a group's options
+        parsed = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader()).parse_overrides(overrides)
+    values: dict[str, list[str]] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            values[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise PipelineError(f"{override.input_line}: Hydra's basic sweeper runs lists of values, not intervals; "
+                                "list them (a,b), use range(...), or search with python -m sweeps.run")
+    return [list(job) for job in itertools.product(*values.values())]
 
 
-def check_job(overrides: list[str]) -> Settings:
-    """A job's config composed and validated: what must hold before any TensorFlow work starts."""
-    settings = validate(compose_config(overrides))
+def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
+    """Every job checked, so a bad value in the last job fails before the first one trains: all configs first
+    (fast), then what each job needs to start."""
+    jobs = job_overrides(overrides, multirun)
+    checked = []
+    for number, job in enumerate(jobs):
+        with _job_errors(number, len(jobs), multirun):
+            checked.append(validate(compose_config(job)))
+    for number, settings in enumerate(checked):
+        with _job_errors(number, len(jobs), multirun):
+            check_environment(settings)
+    return checked
+
+
+def check_environment(settings: Settings) -> None:
+    """What a checked config needs before any TensorFlow work starts: its data, its cluster, its tracking store."""
     load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG
     if isinstance(settings.tracking, MlflowTracking):
         check_store(tracking_uri(settings.tracking))  # an unwritable store, a server down or refusing the login
-    return settings
-
-
-def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
-    """Every job checked, so a bad value in the last job fails before the first one trains."""
-    jobs = job_overrides(overrides, multirun)
-    checked = []
-    for number, job in enumerate(jobs):
-        try:
-            checked.append(check_job(job))
-        except PipelineError as error:
-            raise PipelineError(f"job #{number} of {len(jobs)}: {error}" if multirun else str(error)) from None
-    return checked
 
 
 @contextlib.contextmanager
-def grouped(checked: list[Settings], overrides: list[str]) -> Iterator[None]:
-    """A multirun's MLflow parent run (with the first job's tracking settings) and job count, made known to its jobs."""
-    from pipeline import tracking  # numpy, and MLflow unless tracking=none: not before the config is checked
+def _job_errors(number: int, count: int, multirun: bool) -> Iterator[None]:
+    try:
+        yield
+    except PipelineError as error:
+        raise PipelineError(f"job #{number} of {count}: {error}" if multirun else str(error)) from None
 
-    tags = {"overrides": " ".join(overrides), "jobs": str(len(checked)), "mlflow.source.name": "pipeline.run -m"}
-    with tracking.grouping_run(checked[0], name=f"multirun-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags) as run_id:
-        shared = {JOBS_ENV: str(len(checked)), **({PARENT_RUN_ENV: run_id} if run_id else {})}
-        if run_id:
-            print(f"MLflow parent run of the {len(checked)} jobs: {_run_page(checked[0], run_id)}", flush=True)
-        os.environ.update(shared)
+
+class MultirunParentRun(Callback):
+    """A multirun's MLflow parent run: opened before its first job, named by each job as its parent, closed after
+    the last one (FINISHED); a job failed or the multirun interrupted, `ended_with_the_jobs` closes it."""
+
+    # The multirun of the job running in this process: the callback Hydra made here, or, in a launcher's worker
+    # process, the copy of it that Hydra sends there with each job.
+    _current: ClassVar[MultirunParentRun | None] = None
+
+    def __init__(self) -> None:
+        self.tracking: TrackingSettings | None = None  # the first job's
+        self.run_id: str | None = None
+        self.jobs = 1
+
+    @classmethod
+    def current(cls) -> MultirunParentRun | None:
+        return cls._current
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pipeline import tracking  # MLflow, unless tracking=none: not before the jobs are checked
+
+        overrides = list(config.hydra.overrides.task)
+        jobs = job_overrides(overrides, multirun=True)
+        first = validate(compose_config(jobs[0]))
+        tags = {"overrides": " ".join(overrides), "jobs": str(len(jobs)), "mlflow.source.name": "pipeline.run -m"}
+        self.tracking, self.jobs = first.tracking, len(jobs)
+        self.run_id = tracking.open_parent_run(first.tracking, name=f"multirun-{time.strftime('%Y%m%d-%H%M%S')}",
+                                               tags=tags)
+        MultirunParentRun._current = self
+        if self.run_id:
+            print(f"MLflow parent run of the {len(jobs)} jobs: {_run_page(first.tracking, self.run_id)}", flush=True)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        MultirunParentRun._current = self
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end("FINISHED")
+
+    def _end(self, status: str) -> None:
+        MultirunParentRun._current = None
+        if self.run_id:
+            from pipeline import tracking
+
+            assert isinstance(self.tracking, MlflowTracking)
+            tracking.end_parent_run(self.tracking, self.run_id, status)
+            self.run_id = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def ended_with_the_jobs(cls) -> Iterator[None]:
+        """Around the Hydra app: Hydra calls on_multirun_end only when every job succeeded; otherwise the parent
+        run still open ends here, FAILED (a job failed) or KILLED (Ctrl-C, SIGTERM)."""
         try:
             yield
-        finally:
-            for key in shared:
-                del os.environ[key]
+        except Exception:
+            if cls._current:
+                cls._current._end("FAILED")
+            raise
+        except BaseException:
+            if cls._current:
+                cls._current._end("KILLED")
+            raise
 
 
 def run_job(cfg: DictConfig) -> None:
@@ -101,7 +162,8 @@ def run_job(cfg: DictConfig) -> None:
     OmegaConf.update(cfg, "output_dir", str(output_dir))
     if hydra.output_subdir:
         redact_files(output_dir / hydra.output_subdir)  # Hydra wrote the command line there as typed
-    _pin_to_share(cfg, hydra)
+    multirun = MultirunParentRun.current()
+    _pin_to_share(cfg, hydra, multirun.jobs if multirun else 1)
     with teed_to(output_dir / f"{hydra.job.name}.log"):
         from pipeline.core import RunOptions, run_pipeline  # imports TensorFlow: once per process
         from pipeline.memory import release_memory
@@ -110,7 +172,7 @@ def run_job(cfg: DictConfig) -> None:
         try:
             # Validated again: Hydra composed this job anew, in the process that runs it (a launcher's too).
             result = run_pipeline(validate(cfg), RunOptions(overrides=list(hydra.overrides.task),
-                                                            parent_run_id=os.environ.get(PARENT_RUN_ENV)))
+                                                            parent_run_id=multirun.run_id if multirun else None))
         finally:
             if hydra.mode == RunMode.MULTIRUN:
                 release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
@@ -118,7 +180,8 @@ def run_job(cfg: DictConfig) -> None:
         for name in ("test_loss", "test_accuracy", "test_f1_macro"):
             print(f"  {name:<14} {result.test_metrics[name]:.4f}")
         if result.run_id:
-            print(f"MLflow run {result.run_id}: {_run_page(result.settings, result.run_id)}")
+            assert isinstance(result.settings.tracking, MlflowTracking)
+            print(f"MLflow run {result.run_id}: {_run_page(result.settings.tracking, result.run_id)}")
         if result.model_id:
             print(f"Model models:/{result.model_id} (python -m pipeline.evaluate model=models:/{result.model_id})")
     if result.run_id:
@@ -127,14 +190,14 @@ def run_job(cfg: DictConfig) -> None:
         attach_console_log(result.settings, result.run_id, output_dir)
 
 
-def _pin_to_share(cfg: DictConfig, hydra: DictConfig) -> None:
+def _pin_to_share(cfg: DictConfig, hydra: DictConfig, jobs: int) -> None:
     """Under a launcher running jobs in parallel processes (joblib's n_jobs), this job's share of the cores and
     GPUs, as sweep workers get theirs; device.*_op_threads set by the user win."""
     n_jobs = hydra.launcher.get("n_jobs")
     if n_jobs is None:
         return
     cpus = os.cpu_count() or 1
-    processes = min(parallel_processes(int(n_jobs), cpus), int(os.environ.get(JOBS_ENV, cpus)))
+    processes = min(parallel_processes(int(n_jobs), cpus), jobs)
     if processes == 1:
         return
     slot = plan_slots(processes, cpus, visible_gpus())[hydra.job.num % processes]
@@ -144,8 +207,7 @@ def _pin_to_share(cfg: DictConfig, hydra: DictConfig) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
 
 
-def _run_page(settings: Settings, run_id: str) -> str:
+def _run_page(tracking: MlflowTracking, run_id: str) -> str:
     from pipeline.tracking.links import run_page_with_hint
 
-    assert isinstance(settings.tracking, MlflowTracking)
-    return run_page_with_hint(settings.tracking, run_id)
+    return run_page_with_hint(tracking, run_id)

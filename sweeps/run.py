@@ -15,18 +15,18 @@ TRIALS_DIR_ALIASES = ("hydra.sweep.dir=", "hydra.run.dir=")
 
 def main(argv: list[str] | None = None) -> None:
     with cli.reported_errors():
-        args = hydra_app.parse(sys.argv[1:] if argv is None else argv)
-        if hydra_app.is_multirun(args):
+        command = hydra_app.read(sys.argv[1:] if argv is None else argv)
+        if command.multirun:
             raise PipelineError("-m: a sweep is many runs already; set sweep.n_trials (and sweep.n_workers)")
-        if not hydra_app.runs_jobs(args):  # --help, --cfg, --info, ...: Hydra shows it
-            hydra_app.show(args, CONFIG_NAME)
+        if not command.runs_jobs:  # --help, --cfg, --info, ...: Hydra shows it
+            hydra_app.show(command, CONFIG_NAME)
             return
         import optuna
 
         from sweeps.sweep import run_sweep
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own progress
-        summary = run_sweep([_as_trials_dir(override) for override in args.overrides])
+        summary = run_sweep([_as_trials_dir(override) for override in command.overrides])
         print("\n".join(summary.lines()))
 
 

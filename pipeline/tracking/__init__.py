@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
-from pipeline.config import NoTracking, Settings
+from pipeline.config import MlflowTracking, NoTracking, Settings, TrackingSettings
 from pipeline.tracking.store import tracking_uri
 from pipeline.tracking.tracker import RunTracker
 
-__all__ = ["RunTracker", "attach_console_log", "grouping_run", "tracked_run", "tracking_uri"]
+__all__ = ["RunTracker", "attach_console_log", "end_parent_run", "open_parent_run", "tracked_run", "tracking_uri"]
 
 
 @contextmanager
@@ -39,16 +39,28 @@ def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Pat
         yield tracker
 
 
-@contextmanager
-def grouping_run(settings: Settings, *, name: str, tags: Mapping[str, str]) -> Iterator[str | None]:
-    """The parent run of a group of runs (a multirun's jobs), or None with tracking=none."""
-    if isinstance(settings.tracking, NoTracking):
-        yield None
-        return
-    from pipeline.tracking.runs import parent_run
+def open_parent_run(tracking: TrackingSettings, *, name: str, tags: Mapping[str, str]) -> str | None:
+    """A RUNNING run that only groups others (a multirun's jobs name it as their parent); None with tracking=none."""
+    if isinstance(tracking, NoTracking):
+        return None
+    from mlflow import MlflowClient
 
-    with parent_run(settings.tracking, name=name, tags=tags) as run_id:
-        yield run_id
+    from pipeline.tracking.runs import create_run
+
+    uri = tracking_uri(tracking)
+    assert uri is not None
+    return create_run(MlflowClient(uri), tracking, uri, name=name, tags=tags)
+
+
+def end_parent_run(tracking: MlflowTracking, run_id: str, status: str) -> None:
+    """The parent run ended as its runs did: FINISHED, FAILED or KILLED (a child still RUNNING then is KILLED)."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.runs import close_parent_run
+
+    uri = tracking_uri(tracking)
+    assert uri is not None
+    close_parent_run(MlflowClient(uri), run_id, status)
 
 
 def attach_console_log(settings: Settings, run_id: str, output_dir: Path) -> None:

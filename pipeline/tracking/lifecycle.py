@@ -18,7 +18,6 @@ from mlflow.environment_variables import MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from pipeline import checkpoints
 from pipeline.compose import flatten
@@ -138,13 +137,9 @@ def _new_params(run: Run, params: dict[str, object]) -> dict[str, object]:
 
 
 def _log(client: MlflowClient, run_id: str, *, params: Mapping[str, object], tags: Mapping[str, str]) -> None:
-    """Params and tags (passwords masked) in as few calls as MLflow's per-batch limit allows."""
-    entries: list[Param | RunTag] = [Param(key, redact(str(value))) for key, value in params.items()]
-    entries += [RunTag(key, redact(str(value))) for key, value in tags.items()]
-    for start in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
-        batch = entries[start : start + MAX_PARAMS_TAGS_PER_BATCH]
-        client.log_batch(run_id, params=[e for e in batch if isinstance(e, Param)],
-                         tags=[e for e in batch if isinstance(e, RunTag)])
+    """Params and tags, passwords masked; MlflowClient.log_batch splits them into requests MLflow's limits allow."""
+    client.log_batch(run_id, params=[Param(key, redact(str(value))) for key, value in params.items()],
+                     tags=[RunTag(key, redact(str(value))) for key, value in tags.items()])
 
 
 def log_console_output(client: MlflowClient, run_id: str, output_dir: Path) -> None:

@@ -7,8 +7,7 @@ Tags are stored with their passwords masked.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Mapping
 
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
@@ -19,7 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from pipeline.config import MlflowTracking
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
-from pipeline.tracking.store import artifact_location, check_store, tracking_uri
+from pipeline.tracking.store import artifact_location
 
 # MLflow's run statuses as its client takes them.
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)
@@ -64,27 +63,12 @@ def close_run(client: MlflowClient, run_id: str, status: str = FINISHED) -> None
     client.set_terminated(run_id, status)
 
 
-@contextmanager
-def parent_run(tracking: MlflowTracking, *, name: str, tags: Mapping[str, str]) -> Iterator[str]:
-    """A run that only groups others (a multirun's jobs name it as their parent); it ends as they did:
-    FINISHED, FAILED on an exception, KILLED on Ctrl-C or SIGTERM. A child still RUNNING then (its process was
-    killed with a launcher's pool) is closed KILLED."""
-    uri = tracking_uri(tracking)
-    assert uri is not None
-    check_store(uri)
-    client = MlflowClient(uri)
-    run_id = create_run(client, tracking, uri, name=name, tags=tags)
-    status = KILLED
-    try:
-        yield run_id
-        status = FINISHED
-    except Exception:
-        status = FAILED
-        raise
-    finally:
-        if status != FINISHED:
-            _kill_running_children(client, client.get_run(run_id).info.experiment_id, run_id)
-        close_run(client, run_id, status)
+def close_parent_run(client: MlflowClient, run_id: str, status: str) -> None:
+    """A run that only groups others ends as they did: FINISHED, or FAILED or KILLED, when a child still RUNNING
+    (its process was killed with a launcher's pool) is closed KILLED."""
+    if status != FINISHED:
+        _kill_running_children(client, client.get_run(run_id).info.experiment_id, run_id)
+    close_run(client, run_id, status)
 
 
 def _kill_running_children(client: MlflowClient, experiment: str, parent_run_id: str) -> None:

@@ -1,4 +1,5 @@
-"""Where runs go: the tracking URI, the artifact folder beside a SQLite store, and the pre-flight check.
+"""Where runs go: the tracking URI, the artifact folder beside a SQLite store, and the pre-flight check (once per
+process and store: every entry point and every run checks, the first check in a process does the work).
 
 Everything here resolves to absolute paths, so a changed working directory never moves the store.
 """
@@ -17,6 +18,7 @@ from pipeline.errors import PipelineError
 SQLITE = "sqlite:///"
 LOCAL_DB = PROJECT_ROOT / "mlruns" / "mlflow.db"
 SERVER_TIMEOUT_S = 5.0
+_passed_checks: set[str] = set()  # the URIs that passed `check_store` in this process
 
 
 def tracking_uri(settings: TrackingSettings) -> str | None:
@@ -41,11 +43,14 @@ def artifact_location(uri: str) -> str | None:
 
 def check_store(uri: str) -> None:
     """Fail in one line now, before training, if runs could not be recorded at the end."""
+    if uri in _passed_checks:
+        return
     database = sqlite_path(uri)
     if database is not None:
         _check_writable(database, uri)
     elif uri.startswith(("http://", "https://")):
         _check_server(uri)
+    _passed_checks.add(uri)
 
 
 def _check_writable(database: Path, uri: str) -> None:

@@ -1,9 +1,11 @@
-"""The jobs of a command line: Hydra's sweep syntax expanded, every job checked before any starts."""
+"""The jobs of a command line: Hydra's sweep syntax expanded, every job checked before any starts, a multirun's
+parent run."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from pipeline.errors import PipelineError
-from pipeline.jobs import check_jobs, hydra_overrides, job_overrides
+from pipeline.jobs import MultirunParentRun, check_jobs, hydra_overrides, job_overrides
 
 
 def test_sweep_syntax_expands_as_hydras_basic_sweeper_does():
@@ -17,6 +19,9 @@ def test_sweep_syntax_expands_as_hydras_basic_sweeper_does():
     assert [job[0] for job in job_overrides(["optimizer=glob(*,exclude=adam*)"], multirun=True)] == [
         "optimizer=rmsprop", "optimizer=sgd"]
     assert job_overrides(["optimizer=sgd"], multirun=False) == [["optimizer=sgd"]]
+    assert job_overrides(["seed=1,2", "optimizer=sgd", "seed=3"], multirun=True) == [["seed=3", "optimizer=sgd"]]
+    with pytest.raises(PipelineError, match=r"^optimizer.learning_rate=interval\(0,1\): Hydra's basic sweeper"):
+        job_overrides(["optimizer.learning_rate=interval(0,1)"], multirun=True)
 
 
 def test_a_bad_value_in_a_later_job_fails_the_whole_multirun():
@@ -30,3 +35,16 @@ def test_a_bad_value_in_a_later_job_fails_the_whole_multirun():
 def test_output_dir_is_hydras_run_or_sweep_dir():
     assert hydra_overrides(["output_dir=/tmp/a", "seed=1"], multirun=False) == ["hydra.run.dir=/tmp/a", "seed=1"]
     assert hydra_overrides(["output_dir=/tmp/a"], multirun=True) == ["hydra.sweep.dir=/tmp/a"]
+
+
+@pytest.mark.parametrize("error, status", [(RuntimeError("a job failed"), "FAILED"), (KeyboardInterrupt(), "KILLED")])
+def test_the_parent_run_of_a_multirun_that_fails_ends_as_it_did(mlflow_store, error, status):
+    config = OmegaConf.create({"hydra": {"overrides": {"task": ["optimizer=sgd,adam", mlflow_store.override]}}})
+    parent = MultirunParentRun()
+    with pytest.raises(type(error)), MultirunParentRun.ended_with_the_jobs():
+        parent.on_multirun_start(config)
+        assert MultirunParentRun.current() is parent and parent.jobs == 2
+        raise error
+    (run,) = mlflow_store.runs()
+    assert run.info.status == status and run.data.tags["jobs"] == "2"
+    assert MultirunParentRun.current() is None

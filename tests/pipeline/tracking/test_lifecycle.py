@@ -85,6 +85,18 @@ def test_parent_run_and_extra_tags_are_recorded(mlflow_store, tmp_path):
         (mlflow_store.root / "artifacts").as_uri())
 
 
+def test_more_params_and_tags_than_one_request_takes_are_all_logged_masked(mlflow_store):
+    from pipeline.tracking.lifecycle import _log
+
+    client = mlflow_store.client()
+    run_id = client.create_run(client.create_experiment("batches")).info.run_id
+    _log(client, run_id, params={f"p{number}": number for number in range(250)},
+         tags={**{f"t{number}": "x" for number in range(150)}, "storage": "postgresql://user:secret@db/optuna"})
+    data = client.get_run(run_id).data
+    assert len(data.params) == 250 and {f"t{number}" for number in range(150)} <= data.tags.keys()
+    assert data.tags["storage"] == "postgresql://user:***@db/optuna"
+
+
 def test_resume_of_an_unknown_or_finished_run_is_refused_in_one_line(mlflow_store, tmp_path):
     finished = open_and_close(settings_for(mlflow_store.override), tmp_path)
     unknown = "0" * 32

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.tracking import tracking_uri
+from pipeline.tracking.store import check_store
 from tests.ports import free_port
 from tests.pipeline.tracking.conftest import open_and_close, settings_for
 
@@ -32,6 +36,33 @@ def test_store_that_cannot_be_created_is_one_line_before_any_run(tmp_path):
 
 def test_unreachable_server_is_one_line_before_any_run(tmp_path):
     uri = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(PipelineError, match=rf"^tracking\.uri={uri}: MLflow server unreachable") as error:
-        open_and_close(settings_for("tracking=server", f"tracking.uri={uri}"), tmp_path)
-    assert "\n" not in str(error.value)
+    for _ in range(2):  # a failed check is not remembered
+        with pytest.raises(PipelineError, match=rf"^tracking\.uri={uri}: MLflow server unreachable") as error:
+            open_and_close(settings_for("tracking=server", f"tracking.uri={uri}"), tmp_path)
+        assert "\n" not in str(error.value)
+
+
+def test_a_server_that_passed_is_not_asked_again_in_this_process():
+    requests: list[str] = []
+
+    class Server(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path.partition("?")[0])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        check_store(uri)
+        check_store(uri)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert requests == ["/health", "/api/2.0/mlflow/experiments/search"]
