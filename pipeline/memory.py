@@ -21,7 +21,7 @@ def release_memory() -> None:
     global _survivors_frozen
     _forget_custom_gradients()  # before collecting: what is frozen with a reference to a graph keeps it forever
     keras.backend.clear_session()  # collects garbage too
-    if not _survivors_frozen:  # a flag: gc.get_freeze_count() walks every frozen object (~0.08 s)
+    if not _survivors_frozen:  # a flag: gc.get_freeze_count() walks every frozen object
         gc.freeze()
         _survivors_frozen = True
 
@@ -29,7 +29,7 @@ def release_memory() -> None:
 def _forget_custom_gradients() -> None:
     """Every traced optimizer step registers a "CustomGradient-<uid>" in TensorFlow's process-wide gradient
     registry (through the replica context's all_reduce) and never removes it; each entry pins its whole training
-    graph, ~15 FuncGraphs and 4 MiB a run (tensorflow#97697; fixed upstream after TF 2.21). The registry is
+    graph and its FuncGraphs every run (tensorflow#97697; fixed upstream after TF 2.21). The registry is
     private, hence the guard; the graphs of finished runs need no gradients."""
     registry = getattr(getattr(tf_ops, "gradient_registry", None), "_registry", None)
     if isinstance(registry, dict):

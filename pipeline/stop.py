@@ -3,8 +3,8 @@
 Python runs a signal handler at whatever bytecode the main thread is on, inside TensorFlow and Keras
 internals too: there an exception can be swallowed (raised in a finalizer, the run trains on) or cut a
 native object's teardown short (seen as a malloc abort). So during training the request is only noted,
-and the trainers' `StopOnRequest` callback raises it before the next step. No TensorFlow import here: the
-CLI installs the handler before anything heavy is loaded.
+and the trainers' `StopOnRequest` callback raises it before the next compiled call (`steps_per_execution`
+steps). No TensorFlow import here: the CLI installs the handler before anything heavy is loaded.
 """
 
 from __future__ import annotations

@@ -54,10 +54,10 @@ class StopOnNaN(keras.callbacks.Callback):
 
 
 class StopOnRequest(keras.callbacks.Callback):
-    """Raises a pending SIGTERM before the next training step, where stopping is safe (see pipeline.stop).
-    A batch-*begin* hook: an on_train_batch_end hook would make Keras turn every step's logs into floats,
-    a device sync per step. On a multi-worker run the workers agree each step (one all-reduce of a flag),
-    so a SIGTERM to any of them stops all of them at the same step, none left waiting for the others."""
+    """Raises a pending SIGTERM before the next compiled call (`steps_per_execution` steps), where stopping is safe
+    (see pipeline.stop). A batch-*begin* hook: an on_train_batch_end hook would make Keras turn every call's logs into
+    floats, a device sync per call. On a multi-worker run the workers agree before each call (one all-reduce of a
+    flag), so a SIGTERM to any of them stops all of them at the same step, none left waiting for the others."""
 
     def __init__(self, placement: Placement):
         super().__init__()
@@ -103,7 +103,7 @@ def compile_model(settings: TrainerSettings, model: keras.Model, optimizer: kera
 def uses_xla(settings: TrainerSettings, placement: Placement) -> bool:
     if settings.jit_compile != "auto":
         return settings.jit_compile
-    # On a CPU XLA made these networks 1.7-3x slower (measured); on a GPU it fuses kernels.
+    # On a CPU XLA made these networks slower (README, Speed); on a GPU it fuses kernels.
     return any("GPU" in device.upper() for device in placement.devices)
 
 

@@ -32,7 +32,7 @@ def hold_out(pool: Split, fraction: float, seed: int, key: str, held: str) -> tu
             f"{key}={fraction} leaves {n_held} {held} and {n_kept} training images out of {len(pool)}; "
             f"allowed: a fraction that leaves at least 1 image on each side"
         )
-    from sklearn.model_selection import train_test_split  # 1.9 s to import: not before the data passed its checks
+    from sklearn.model_selection import train_test_split  # slow to import: not before the data passed its checks
 
     class_sizes = np.unique(pool.labels, return_counts=True)[1]
     stratify = pool.labels if class_sizes.min() >= 2 and min(n_held, n_kept) >= len(class_sizes) else None

@@ -23,7 +23,7 @@ EXAMPLE_ROWS = 2
 
 
 def pip_requirements() -> list[str]:
-    """Pinned explicitly: MLflow's default inference re-imports the model in a subprocess (over 6 s here)."""
+    """Pinned explicitly: MLflow's default inference re-imports the model in a subprocess, for seconds."""
     return [f"tensorflow=={version('tensorflow')}", f"keras=={version('keras')}"]
 
 

@@ -21,7 +21,7 @@ TRAINING_EXAMPLES = "plots/training_examples.png"
 
 def write_reports(folder: Path, *, data: Dataset, history: dict[str, list[float]], y_pred: np.ndarray,
                   plots: bool = True) -> None:
-    """The classification report and (unless `plots` is False: they take ~0.4 s) the plots under `folder`, laid
+    """The classification report and (unless `plots` is False: they are the slow part) the plots under `folder`, laid
     out as the artifact paths above. Reads no model, so it can run on a thread while the model is being logged."""
     for name in (LEARNING_CURVE, CLASSIFICATION_REPORT):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
