@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import Dataset
+from pipeline.data.splits import whole
 from pipeline.tracking.evaluation_runs import EVALUATED_MODEL, record_evaluation
 from pipeline.tracking.runs import experiment_id
 from tests.pipeline.tracking.conftest import settings_for
@@ -11,9 +12,11 @@ from tests.pipeline.tracking.conftest import settings_for
 
 def tiny_dataset() -> Dataset:
     rng = np.random.default_rng(0)
-    images = lambda n: rng.random((n, 4, 4, 1), dtype=np.float32)  # noqa: E731
-    labels = lambda n: rng.integers(0, 2, n).astype(np.int32)  # noqa: E731
-    return Dataset("npz", images(6), labels(6), images(2), labels(2), images(3), labels(3), ("zero", "one"))
+
+    def split(n: int):
+        return whole(rng.integers(0, 2, n).astype(np.int32), pixels=rng.integers(0, 256, (n, 4, 4, 1), np.uint8))
+
+    return Dataset("npz", split(6), split(2), split(3), ("zero", "one"), input_shape=(4, 4, 1))
 
 
 @pytest.mark.parametrize("with_model", [True, False])
