@@ -8,8 +8,12 @@ input pipeline (`pipeline.inputs`) decodes them.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -46,20 +50,20 @@ def read(settings: ImagesData) -> Source:
         raise PipelineError(f"{where}: {problem}; {expected}")
     if len(class_dirs) < 2:
         raise PipelineError(f"{where}: only one class folder ('{class_dirs[0].name}'); need at least 2; {expected}")
-    listed = [_list_images(folder) for folder in class_dirs]
-    bad = {path: problem for files in listed for path, _ in files if (problem := scan_problem(path))}
+    listed = _scan(class_dirs)
+    bad = {file.path: file.problem for files in listed for file in files if file.problem}
     if bad:
         _report_bad(bad, sum(map(len, listed)), settings)
-    per_class = [[entry for entry in files if entry[0] not in bad] for files in listed]
+    per_class = [[file for file in files if not file.problem] for files in listed]
     for folder, files in zip(class_dirs, per_class):
         if not files:
             allowed = ", ".join(IMAGE_SUFFIXES)
             raise PipelineError(f"{where}: class folder '{folder.name}' holds no images; allowed: {allowed} files")
-    entries = [entry for files in per_class for entry in files]
+    entries = [file for files in per_class for file in files]
     labels = np.repeat(np.arange(len(class_dirs), dtype=np.int32), [len(files) for files in per_class])
-    pool = whole(labels, files=np.array([str(path) for path, _ in entries]))
+    pool = whole(labels, files=np.array([file.path for file in entries]))
     train, test = hold_out(pool, settings.test_fraction, settings.seed, "data.test_fraction", "test")
-    files = _decoding(settings, entries, skipped=tuple(str(path) for path in bad))
+    files = _decoding(settings, entries, skipped=tuple(bad))
     return Source(train, test, tuple(folder.name for folder in class_dirs), files)
 
 
@@ -67,15 +71,33 @@ def _hidden(path: Path) -> bool:
     return path.name.startswith(".")  # .ipynb_checkpoints, .DS_Store folders: never classes nor images
 
 
-def _list_images(folder: Path) -> list[tuple[Path, os.stat_result]]:
-    """A class folder's image files, sub-folders included (hidden ones skipped), sorted, with their stats."""
+class ScannedFile(NamedTuple):
+    path: str
+    size: int
+    modified_ns: int
+    problem: str | None  # why TensorFlow could not decode it; None if it looks whole
+
+
+def _scan(class_dirs: list[Path]) -> list[list[ScannedFile]]:
+    """Every class folder's files, listed and scanned; in parallel processes (one class folder a task) until
+    TensorFlow is loaded (forking a process that runs TensorFlow's threads is not safe)."""
+    if "tensorflow" in sys.modules or len(class_dirs) < 2 or (os.cpu_count() or 1) < 2:
+        return [_scan_class(folder) for folder in class_dirs]
+    workers = min(os.cpu_count() or 1, len(class_dirs))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(_scan_class, class_dirs))
+
+
+def _scan_class(folder: Path) -> list[ScannedFile]:
+    """A class folder's image files, sub-folders included (hidden ones skipped), sorted, each scanned."""
     found = []
     for directory, subfolders, names in os.walk(folder):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         for name in names:
             path = Path(directory) / name
             if path.suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
-                found.append((path, path.stat()))
+                stat = path.stat()
+                found.append(ScannedFile(str(path), stat.st_size, stat.st_mtime_ns, scan_problem(path)))
     return sorted(found)
 
 
@@ -112,7 +134,7 @@ def _ends_whole(image_format: str, head: bytes, tail: bytes, size: int) -> bool:
     return size >= declared
 
 
-def _report_bad(bad: dict[Path, str], total: int, settings: ImagesData) -> None:
+def _report_bad(bad: dict[str, str], total: int, settings: ImagesData) -> None:
     (first, problem), count = next(iter(bad.items())), len(bad)
     if not settings.skip_bad_images:
         others = f"; {count} of {total} files are not readable images" if count > 1 else ""
@@ -122,11 +144,10 @@ def _report_bad(bad: dict[Path, str], total: int, settings: ImagesData) -> None:
           f"(first: {first}: {problem}); their list is logged to MLflow")
 
 
-def _decoding(settings: ImagesData, entries: list[tuple[Path, os.stat_result]],
-                 skipped: tuple[str, ...]) -> ImageFiles:
+def _decoding(settings: ImagesData, entries: list[ScannedFile], skipped: tuple[str, ...]) -> ImageFiles:
     digest = hashlib.sha256()
-    for path, stat in entries:
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for file in entries:
+        digest.update(f"{file.path}\0{file.size}\0{file.modified_ns}\n".encode())
     height, width = settings.image_size
     channels = 1 if settings.color_mode == "grayscale" else 3
     cache = settings.cache

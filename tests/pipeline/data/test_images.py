@@ -145,3 +145,25 @@ def test_auto_cache_streams_a_folder_too_large_for_the_memory_budget(tmp_path: P
                              "data.color_mode=rgb", "data.memory_budget_mb=4")
     assert load_data(settings).image_files.cache == "none"
     assert load_data(data_settings("data=images", f"data.path={tmp_path}")).image_files.cache == "memory"
+
+
+def test_a_bad_file_stops_the_command_line_before_tensorflow_with_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=3)
+    (tmp_path / "dogs" / "page.jpg").write_text("<html>404</html>")
+    # The CLI exits 2 through SystemExit; the wrapper then reports whether TensorFlow was ever imported.
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['pipeline.run', 'data=images', 'data.path={tmp_path}', 'tracking=none']\n"
+        "try:\n    runpy.run_module('pipeline.run', run_name='__main__')\n"
+        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[3])
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path}/dogs/page.jpg: not an image (UnidentifiedImageError")
+    assert line.endswith("or set data.skip_bad_images=true to leave them out")
+    assert result.stdout.strip() == "tensorflow imported: False"
