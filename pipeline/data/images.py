@@ -35,7 +35,7 @@ def source_paths(settings: ImagesData) -> list[Path]:
 
 
 def class_folders(root: Path) -> list[Path]:
-    return sorted(path for path in root.iterdir() if path.is_dir() and not _hidden(path))
+    return sorted(path for path in root.iterdir() if path.is_dir() and not _hidden(path.name))
 
 
 def read(settings: ImagesData) -> Source:
@@ -67,8 +67,8 @@ def read(settings: ImagesData) -> Source:
     return Source(train, test, tuple(folder.name for folder in class_dirs), files)
 
 
-def _hidden(path: Path) -> bool:
-    return path.name.startswith(".")  # .ipynb_checkpoints, .DS_Store folders: never classes nor images
+def _hidden(name: str) -> bool:
+    return name.startswith(".")  # .ipynb_checkpoints, .DS_Store: never classes nor images, at any depth
 
 
 class ScannedFile(NamedTuple):
@@ -92,10 +92,10 @@ def _scan_class(folder: Path) -> list[ScannedFile]:
     """A class folder's image files, sub-folders included (hidden ones skipped), sorted, each scanned."""
     found = []
     for directory, subfolders, names in os.walk(folder):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        subfolders[:] = [name for name in subfolders if not _hidden(name)]
         for name in names:
             path = Path(directory) / name
-            if path.suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+            if path.suffix.lower() in IMAGE_SUFFIXES and not _hidden(name):
                 stat = path.stat()
                 found.append(ScannedFile(str(path), stat.st_size, stat.st_mtime_ns, scan_problem(path)))
     return sorted(found)
@@ -137,9 +137,9 @@ def _ends_whole(image_format: str, head: bytes, tail: bytes, size: int) -> bool:
 def _report_bad(bad: dict[str, str], total: int, settings: ImagesData) -> None:
     (first, problem), count = next(iter(bad.items())), len(bad)
     if not settings.skip_bad_images:
-        others = f"; {count} of {total} files are not readable images" if count > 1 else ""
-        raise PipelineError(f"{first}: {problem}{others}; fix or remove them, or set data.skip_bad_images=true "
-                            "to leave them out")
+        others, them = (f"; {count} of {total} files are not readable images", "them") if count > 1 else ("", "it")
+        raise PipelineError(f"{first}: {problem}{others}; fix or remove {them}, or set data.skip_bad_images=true "
+                            "to leave such files out")
     print(f"data.skip_bad_images: left out {count} of {total} files that are not readable images "
           f"(first: {first}: {problem}); their list is logged to MLflow")
 
@@ -154,5 +154,6 @@ def _decoding(settings: ImagesData, entries: list[ScannedFile], skipped: tuple[s
     if cache == "auto":
         decoded_mb = len(entries) * height * width * channels / 2**20
         cache = "memory" if decoded_mb <= settings.memory_budget_mb else "none"
-    return ImageFiles(folder=str(Path(settings.path).expanduser()), height=height, width=width, channels=channels, cache=cache, cache_dir=settings.cache_dir,
-                      digest=digest.hexdigest()[:16], skipped=skipped, skip_bad_images=settings.skip_bad_images)
+    return ImageFiles(folder=str(Path(settings.path).expanduser()), height=height, width=width, channels=channels,
+                      cache=cache, cache_dir=settings.cache_dir, digest=digest.hexdigest()[:16], skipped=skipped,
+                      skip_bad_images=settings.skip_bad_images)

@@ -126,7 +126,7 @@ def test_a_jpeg_cut_short_is_found_by_the_scan_without_decoding(tmp_path: Path) 
     raw = (tmp_path / "dogs" / "photo.jpg").read_bytes()
     (tmp_path / "dogs" / "photo.jpg").write_bytes(raw[: len(raw) * 2 // 3])
 
-    assert f"{tmp_path}/dogs/photo.jpg: truncated (no JPEG end marker)" in error_message(
+    assert f"{tmp_path}/dogs/photo.jpg: truncated (no JPEG end marker); fix or remove it" in error_message(
         data_settings("data=images", f"data.path={tmp_path}"))
 
 
@@ -165,5 +165,5 @@ def test_a_bad_file_stops_the_command_line_before_tensorflow_with_exit_2(tmp_pat
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/dogs/page.jpg: not an image (UnidentifiedImageError")
-    assert line.endswith("or set data.skip_bad_images=true to leave them out")
+    assert line.endswith("or set data.skip_bad_images=true to leave such files out")
     assert result.stdout.strip() == "tensorflow imported: False"
