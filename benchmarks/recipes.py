@@ -156,7 +156,7 @@ def pipeline(overrides: list[str]) -> Outcome:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=SAMPLE, help="an .npz in Keras's mnist.npz layout")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="5 or more add the distributions")
     parser.add_argument("--preset", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     args = parser.parse_args()
 
@@ -188,6 +188,24 @@ def main() -> None:
         print(f"| `{preset}` | {bare[0].parameters:,} / {ours[0].parameters:,} | {accuracy[0]:.3f} / {accuracy[1]:.3f}"
               f" / {100 * (accuracy[1] - accuracy[0]):+.1f} pt | {speed[0]:,.0f} / {speed[1]:,.0f} / "
               f"{speed[1] / speed[0]:.2f}x |")
+    if len(args.seeds) >= 5:
+        distributions(rows)
+
+
+def distributions(rows: list[tuple[str, dict[str, list[Outcome]]]]) -> None:
+    """Over many seeds one run says little (raw-pixel SGD has a fat tail): the distributions, and a rank test of
+    whether the pipeline's and bare Keras's accuracies could come from one distribution."""
+    from scipy.stats import mannwhitneyu
+
+    print("\n| preset | side | seeds | min | 25% | median | 75% | max | Mann-Whitney U p (two-sided) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for preset, outcomes in rows:
+        accuracies = {side: sorted(o.test_accuracy for o in runs) for side, runs in outcomes.items()}
+        p_value = mannwhitneyu(accuracies["bare"], accuracies["pipeline"], alternative="two-sided").pvalue
+        for side, values in accuracies.items():
+            lower, median, upper = statistics.quantiles(values, n=4)
+            print(f"| `{preset}` | {side} | {len(values)} | {values[0]:.3f} | {lower:.3f} | {median:.3f} | {upper:.3f} | "
+                  f"{values[-1]:.3f} | {p_value:.2f} |")
 
 
 if __name__ == "__main__":

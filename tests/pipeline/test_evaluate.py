@@ -69,3 +69,21 @@ def test_split_model_uri_keeps_the_other_overrides():
     assert split_model_uri(["data=digits", "model=models:/m-1", "seed=3"]) == ("models:/m-1", ["data=digits", "seed=3"])
     with pytest.raises(PipelineError, match="give exactly one model"):
         split_model_uri(["model=models:/a/1", "model=models:/b/1"])
+
+
+def test_a_model_trained_on_an_image_folder_is_evaluated_on_the_folder_again(mlflow_store, tmp_path, capsys):
+    from pipeline.core import RunOptions, run_pipeline
+    from tests.pipeline.test_inputs import photo_folder
+
+    root = photo_folder(tmp_path / "photos")
+    data = ["data=images", f"data.path={root}", "data.color_mode=rgb", "data.image_size=[20,20]", "data.cache=none"]
+    overrides = [*QUICK, *data, "model=small_cnn", mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
+    result = run_pipeline(validate(compose_config(overrides)), RunOptions(overrides=overrides))
+
+    main([f"model=models:/{result.model_id}", mlflow_store.override, *data])
+
+    evaluation = mlflow_store.runs()[0]
+    assert evaluation.info.run_id != result.run_id and evaluation.info.status == "FINISHED"
+    for name in ("test_loss", "test_accuracy", "test_f1_macro"):
+        assert evaluation.data.metrics[name] == pytest.approx(result.test_metrics[name], abs=1e-6)
+    assert [dataset.dataset.name for dataset in evaluation.inputs.dataset_inputs] == ["images-test"]

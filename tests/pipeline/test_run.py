@@ -10,6 +10,7 @@ import time
 import pytest
 
 from pipeline.config import PROJECT_ROOT
+from tests.pipeline.test_device import without_gpu
 
 
 def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
@@ -42,7 +43,7 @@ def test_bad_input_exits_2_with_one_line_before_tensorflow(args, expected):
     "args, expected",
     [
         (["data=npz", "data.path=/nonexistent/file.npz"], "/nonexistent/file.npz"),
-        (["device=gpu"], "error: device=gpu: TensorFlow sees no GPU"),
+        pytest.param(["device=gpu"], "error: device=gpu: TensorFlow sees no GPU", marks=without_gpu),
     ],
 )
 def test_bad_environment_exits_2_with_one_line(args, expected, tmp_path):
