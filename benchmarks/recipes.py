@@ -30,9 +30,9 @@ from keras import layers
 from pipeline.compose import compose_config, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.core import run_pipeline
-from pipeline.memory import release_memory
 from pipeline.data import Dataset, load_data
 from pipeline.inputs import split_images
+from pipeline.memory import release_memory
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"
 

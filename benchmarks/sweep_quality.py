@@ -59,9 +59,9 @@ def keras_tuner_best(seed: int, budget: int, folder: str, overrides: list[str]) 
 
     from pipeline.data import load_data
     from pipeline.device import seed_everything
+    from pipeline.inputs import evaluation_batches, training_batches
     from pipeline.model import build_model
     from pipeline.optimizer import build_optimizer
-    from pipeline.inputs import evaluation_batches, training_batches
 
     pipeline, sweep = load(overrides)
     configs = TrialConfigs([o for o in overrides if not o.startswith("sweep.")])

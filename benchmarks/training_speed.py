@@ -27,10 +27,10 @@ import numpy as np
 from pipeline.compose import compose_config, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.core import RunOptions, run_pipeline
-from pipeline.memory import release_memory
 from pipeline.data import load_data
-from pipeline.inputs import split_images
 from pipeline.device import place, seed_everything
+from pipeline.inputs import split_images
+from pipeline.memory import release_memory
 from pipeline.model import build_model
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"

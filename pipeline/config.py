@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (
-    BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from pipeline.imports import find_object
 

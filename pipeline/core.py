@@ -27,7 +27,6 @@ from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
 from pipeline.scoring import evaluate_model
 
-
 # Given a finished run's per-epoch history and test metrics: whether to log its model and plots.
 ArtifactFilter = Callable[[dict[str, list[float]], dict[str, float]], bool]
 

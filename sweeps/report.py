@@ -14,18 +14,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # plots go to files; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-from mlflow.entities import Metric, RunTag  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+from mlflow.entities import Metric, RunTag
+from optuna.trial import FrozenTrial, TrialState
+from optuna.visualization import matplotlib as optuna_plots
 
-from sweeps.heartbeat import RETRY_OF  # noqa: E402
-from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns  # noqa: E402
-from sweeps.settings import Param  # noqa: E402
-from sweeps.space import values_from_params  # noqa: E402
-from sweeps.trial_config import Scalar, format_value, reproduce_command  # noqa: E402
+from sweeps.heartbeat import RETRY_OF
+from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
+from sweeps.settings import Param
+from sweeps.space import values_from_params
+from sweeps.trial_config import Scalar, format_value, reproduce_command
 
 BASELINE_ATTR = "baseline"  # on trial 0 of a study: the command's own config
 TOP = 5

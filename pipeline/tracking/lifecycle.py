@@ -24,9 +24,9 @@ from pipeline.compose import flatten
 from pipeline.config import MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
-from pipeline.tracking.runs import FAILED, FINISHED, KILLED, create_run
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
+from pipeline.tracking.runs import FAILED, FINISHED, KILLED, create_run
 from pipeline.tracking.store import check_store, tracking_uri
 
 NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is

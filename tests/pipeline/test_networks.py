@@ -15,7 +15,6 @@ from pipeline.compose import compose_config, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.model import build_model
 
-
 # --- the example's network, verbatim (Keras 3: `import keras; from keras import layers`) ---------------------------
 
 

@@ -9,9 +9,9 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from pipeline.worker_slots import WorkerSlot, plan_slots
 from sweeps.heartbeat import RETRY_OF
 from sweeps.mlflow_runs import RUN_ID_ATTR
-from pipeline.worker_slots import WorkerSlot, plan_slots
 from tests.sweeps.conftest import runs_of, study_of
 
 

@@ -4,8 +4,7 @@ import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.runs import (EXPERIMENT_KIND, close_parent_run, close_run, create_run, experiment_id,
-                                    reopen_run)
+from pipeline.tracking.runs import EXPERIMENT_KIND, close_parent_run, close_run, create_run, experiment_id, reopen_run
 from tests.pipeline.tracking.conftest import settings_for
 
 
