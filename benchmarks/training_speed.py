@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -66,8 +67,8 @@ def main() -> None:
                       f"trainer.epochs={args.epochs}", "trainer.verbose=0", "tracking=none",
                       f"output_dir={scratch}/out", *overrides]
             train_size = len(load_data(validate(compose_config(common)).data).train)
-            runners = {BARE: lambda: bare_fit(common)}
-            runners.update({name: (lambda extra=extra: pipeline_fit([*common, *extra])) for name, extra in VARIANTS.items()})
+            runners = {BARE: partial(bare_fit, common)}
+            runners.update({name: partial(pipeline_fit, [*common, *extra]) for name, extra in VARIANTS.items()})
             throughput: dict[str, list[float]] = {name: [] for name in runners}
             names = list(runners)
             for round_ in range(args.rounds):

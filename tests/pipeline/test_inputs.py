@@ -17,7 +17,7 @@ from pipeline.compose import validate
 from pipeline.core import RunOptions, run_pipeline
 from pipeline.data import load_data
 from pipeline.data.cache import cache_file
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TrainingStopped
 from tests.pipeline.data.conftest import data_settings
 
 COLORS = {"blue": (20, 40, 230), "green": (30, 200, 60), "red": (230, 30, 30)}
@@ -187,7 +187,7 @@ def test_a_streamed_folder_trains_with_either_trainer_and_resumes(compose, mlflo
                  "data.cache=none", "model=small_cnn", f"trainer={trainer}", "trainer.epochs=3",
                  "trainer.batch_size=8", "optimizer.learning_rate=0.01", mlflow_store.override,
                  "data.augment=[{RandomFlip: {mode: horizontal}}]"]
-    with pytest.raises(Exception):
+    with pytest.raises(TrainingStopped):
         run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
                      RunOptions(callbacks=[StopAfterFirstEpoch()]))
     (killed,) = mlflow_store.runs()
@@ -246,7 +246,7 @@ def test_a_resumed_run_sees_the_batches_dropout_and_augmentation_of_the_uninterr
     overrides = ["deterministic=true", f"trainer={trainer}", "trainer.epochs=3", mlflow_store.override,
                  f"data.augment={augment}", "model.dropout=0.3"]
     uninterrupted = run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'whole'}")))
-    with pytest.raises(Exception):
+    with pytest.raises(TrainingStopped):
         run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
                      RunOptions(callbacks=[StopAfterFirstEpoch()]))
     killed = next(run for run in mlflow_store.runs() if run.info.status == "KILLED")
