@@ -88,7 +88,8 @@ def _from_slurm() -> Cluster:
     """One worker per SLURM task, as SlurmClusterResolver numbers them (tasks in node-list order)."""
     nodes = _expand_nodelist(os.environ["SLURM_STEP_NODELIST"])
     tasks_per_node = _tasks_per_node(os.environ.get("SLURM_STEP_TASKS_PER_NODE", "1"), len(nodes))
-    workers = tuple(f"{node}:{SLURM_PORT + slot}" for node, count in zip(nodes, tasks_per_node) for slot in range(count))
+    workers = tuple(f"{node}:{SLURM_PORT + slot}"
+                    for node, count in zip(nodes, tasks_per_node) for slot in range(count))
     index = int(os.environ["SLURM_PROCID"])
     if not 0 <= index < len(workers):
         raise PipelineError(f"device=multi_worker: SLURM_PROCID={index} is out of range for {len(workers)} tasks")

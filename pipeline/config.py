@@ -137,7 +137,9 @@ def _model_kind(value: Any) -> str:
 
 
 ModelSettings = Annotated[
-    Union[Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")], Annotated[LayersModel, Tag("layers")]],
+    Union[
+        Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")], Annotated[LayersModel, Tag("layers")]
+    ],
     Discriminator(_model_kind),
 ]
 

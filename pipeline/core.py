@@ -52,7 +52,7 @@ class RunOptions:
     callbacks: Sequence[keras.callbacks.Callback] = ()
     parent_run_id: str | None = None  # the MLflow run this one nests under: a sweep's or a multirun's
     run_tags: Mapping[str, str] = field(default_factory=dict)
-    # May skip the model and plots of a run not worth keeping (a sweep keeps its best trials'); metrics are always logged.
+    # May skip the model and plots of a run not worth keeping (a sweep keeps its best trials'); never the metrics.
     log_artifacts_if: ArtifactFilter | None = None
 
 
@@ -126,7 +126,8 @@ def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Pat
     if settings.output_dir:
         path = Path(settings.output_dir).expanduser().resolve()
     else:
-        path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
+        folder = f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
+        path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / folder
     path.mkdir(parents=True, exist_ok=True)
     yield path
 

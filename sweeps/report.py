@@ -48,7 +48,8 @@ class RankedTrial:
 
     def line(self) -> str:
         params = " ".join(f"{k}={format_value(v)}" for k, v in self.values.items())
-        return f"{self.number:>5}  {self.value:.4f}  {self.state:<8}  {params}{'  (' + self.note + ')' if self.note else ''}"
+        note = f"  ({self.note})" if self.note else ""
+        return f"{self.number:>5}  {self.value:.4f}  {self.state:<8}  {params}{note}"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def top_trials(trials: Sequence[FrozenTrial], params: Mapping[str, Param], direc
             continue
         note = "baseline" if trial.user_attrs.get(BASELINE_ATTR) else (
             f"retry of {trial.user_attrs[RETRY_OF]}" if RETRY_OF in trial.user_attrs else "")
-        ranked.append(RankedTrial(trial.number, value, trial.state.name, values_from_params(trial.params, params), note))
+        values = values_from_params(trial.params, params)
+        ranked.append(RankedTrial(trial.number, value, trial.state.name, values, note))
     ranked.sort(key=lambda r: (r.state != "COMPLETE", sign * r.value))
     return ranked[:TOP]
 
@@ -124,8 +126,8 @@ def summarize(
     values = values_from_params(best.params, params)
     return SweepSummary(
         study.study_name, states, epochs, best.number, best.value, values,
-        best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR), reproduce_command(pipeline_overrides, values),
-        top=top,
+        best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR),
+        reproduce_command(pipeline_overrides, values), top=top,
     )
 
 

@@ -133,5 +133,6 @@ def _decoding(settings: ImagesData, entries: list[tuple[Path, os.stat_result]],
     if cache == "auto":
         decoded_mb = len(entries) * height * width * channels / 2**20
         cache = "memory" if decoded_mb <= settings.memory_budget_mb else "none"
-    return ImageFiles(folder=str(Path(settings.path).expanduser()), height=height, width=width, channels=channels, cache=cache, cache_dir=settings.cache_dir,
-                      digest=digest.hexdigest()[:16], skipped=skipped, skip_bad_images=settings.skip_bad_images)
+    return ImageFiles(folder=str(Path(settings.path).expanduser()), height=height, width=width, channels=channels,
+                      cache=cache, cache_dir=settings.cache_dir, digest=digest.hexdigest()[:16], skipped=skipped,
+                      skip_bad_images=settings.skip_bad_images)

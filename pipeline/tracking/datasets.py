@@ -33,7 +33,8 @@ def mlflow_dataset(data: Dataset, split: str) -> mlflow.data.Dataset:
     if chosen.pixels is not None:
         return mlflow.data.from_numpy(chosen.pixels[chosen.rows], targets=chosen.labels, name=name)
     assert data.image_files is not None and chosen.files is not None
-    return MetaDataset(LocalArtifactDatasetSource(data.image_files.folder), name=name, digest=_split_digest(data, chosen),
+    return MetaDataset(LocalArtifactDatasetSource(data.image_files.folder), name=name,
+                       digest=_split_digest(data, chosen),
                        schema=Schema([ColSpec(DataType.string, "file"), ColSpec(DataType.integer, "label")]))
 
 

@@ -73,6 +73,7 @@ def close_parent_run(client: MlflowClient, run_id: str, status: str) -> None:
 
 def _kill_running_children(client: MlflowClient, experiment: str, parent_run_id: str) -> None:
     running = client.search_runs(
-        [experiment], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = '{RUNNING}'")
+        [experiment],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = '{RUNNING}'")
     for child in running:
         close_run(client, child.info.run_id, KILLED)

@@ -60,11 +60,13 @@ def _check_writable(database: Path, uri: str) -> None:
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PipelineError(f"tracking.uri={uri}: cannot create {error.filename} ({error.strerror}); "
-                            "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db or use tracking=none") from None
+                            "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db "
+                            "or use tracking=none") from None
     for path in (*folders, database):
         if path.exists() and not os.access(path, os.W_OK):
             raise PipelineError(f"tracking.uri={uri}: {path} is not writable; "
-                                "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db or use tracking=none")
+                                "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db "
+                                "or use tracking=none")
 
 
 def _check_server(uri: str) -> None:
@@ -88,7 +90,8 @@ def _check_server(uri: str) -> None:
                                 f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} to an account on it") from None
         if error.code == 403:
             raise PipelineError(f"tracking.uri={redact(uri)}: user {os.environ.get(USERNAME_VARIABLE)!r} may not read "
-                                "experiments on this MLflow server (HTTP 403); ask its admin for a permission") from None
+                                "experiments on this MLflow server (HTTP 403); "
+                                "ask its admin for a permission") from None
         raise PipelineError(f"tracking.uri={redact(uri)}: the MLflow server answered HTTP {error.code} "
                             f"({error.reason})") from None
     except (urllib.error.URLError, OSError) as error:
