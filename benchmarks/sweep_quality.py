@@ -1,7 +1,7 @@
 """Sweep quality on a small budget: our TPE sweep against the baseline config, random search and Keras Tuner.
 
-    PYTHONPATH=. python benchmarks/sweep_quality.py [--data ../shared/data/mnist-sample.npz] [--budgets 8 20] [--seeds 42 1 2]
-                                       [--methods tpe random keras_tuner] [key=value ...]
+    PYTHONPATH=. python benchmarks/sweep_quality.py [--data ../shared/data/mnist-sample.npz] [--budgets 8 20]
+                                       [--seeds 42 1 2] [--methods tpe random keras_tuner] [key=value ...]
 
 On --data (mnist.npz layout), `model=small_cnn trainer.epochs=3`, the default search space (conf/sweep/default.yaml),
 for each budget and sampler seed: the best val_accuracy of

@@ -77,7 +77,8 @@ def main() -> None:
                     clock = runners[name]()
                     release_memory()
                     throughput[name].append(train_size * (len(clock.ends) - 1) / (clock.ends[-1] - clock.ends[0]))
-                    print(f"{network} round {round_ + 1} {name:<20} {throughput[name][-1]:>9,.0f} samples/s", flush=True)
+                    print(f"{network} round {round_ + 1} {name:<20} {throughput[name][-1]:>9,.0f} samples/s",
+                          flush=True)
             baseline = statistics.median(throughput[BARE])
             table.append((network, baseline, {name: statistics.median(values) / baseline
                                               for name, values in throughput.items() if name != BARE}))
