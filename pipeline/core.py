@@ -114,9 +114,10 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
 def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Path]:
     """The run's folder; a multi-worker run's other workers get a scratch folder instead, removed at the end
     (the chief keeps the checkpoints, metrics and model)."""
-    if not placement.is_chief:
+    cluster = placement.cluster
+    if cluster is not None and not cluster.is_chief:  # not placement.is_chief, with the cluster narrowed
         scratch = Path(tempfile.mkdtemp(prefix="kerastrack-worker-"))
-        print(f"{placement.cluster.describe()}: worker 0 records the run; this worker's checkpoints go to "  # type: ignore[union-attr]
+        print(f"{cluster.describe()}: worker 0 records the run; this worker's checkpoints go to "
               f"{scratch}, removed at the end")
         try:
             yield scratch

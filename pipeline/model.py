@@ -122,7 +122,7 @@ def _call_builder(settings: PythonModel, input_shape: tuple[int, int, int], num_
         raise PipelineError(f"{key} returned {type(model).__name__}; it must return an uncompiled keras.Model")
     try:
         outputs = model(keras.Input(shape=input_shape))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - the user's layers may raise anything on the wrong input shape
         raise PipelineError(f"{key}: the model cannot take {input_shape} inputs: {one_line(error)}") from None
     if tuple(outputs.shape[1:]) != (num_classes,):
         raise PipelineError(
