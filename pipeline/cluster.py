@@ -68,6 +68,7 @@ def _from_tf_config(raw: str) -> Cluster:
     workers = cluster.get("worker") if isinstance(cluster, dict) else None
     if not isinstance(workers, list) or not workers or not all(_is_address(worker) for worker in workers):
         raise bad(f"cluster.worker={workers!r} is not a list of host:port addresses")
+    assert isinstance(cluster, dict)  # the workers came from it
     if set(cluster) - {"worker"}:
         raise bad(f"has jobs {sorted(set(cluster) - {'worker'})}: only workers are supported (worker 0 is the chief)")
     task = config.get("task")

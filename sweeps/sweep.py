@@ -43,8 +43,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
-    if parent_run_id:
-        page = run_page_with_hint(sweep.pipeline_settings.tracking, parent_run_id)
+    if sweep.runs and parent_run_id:
+        page = run_page_with_hint(sweep.runs.tracking, parent_run_id)
         print(f"[sweep] MLflow parent run: {page}", flush=True)
     status = KILLED
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -47,7 +48,7 @@ def read(settings: ImagesData) -> Source:
     if len(class_dirs) < 2:
         raise PipelineError(f"{where}: only one class folder ('{class_dirs[0].name}'); need at least 2; {expected}")
     listed = [_list_images(folder) for folder in class_dirs]
-    bad = {path: problem for files in listed for path, _ in files if (problem := scan_problem(path))}
+    bad = {path: found for files in listed for path, _ in files if (found := scan_problem(path))}
     if bad:
         _report_bad(bad, sum(map(len, listed)), settings)
     per_class = [[entry for entry in files if entry[0] not in bad] for files in listed]
@@ -59,8 +60,8 @@ def read(settings: ImagesData) -> Source:
     labels = np.repeat(np.arange(len(class_dirs), dtype=np.int32), [len(files) for files in per_class])
     pool = whole(labels, files=np.array([str(path) for path, _ in entries]))
     train, test = hold_out(pool, settings.test_fraction, settings.seed, "data.test_fraction", "test")
-    files = _decoding(settings, entries, skipped=tuple(str(path) for path in bad))
-    return Source(train, test, tuple(folder.name for folder in class_dirs), files)
+    decoding = _decoding(settings, entries, skipped=tuple(str(path) for path in bad))
+    return Source(train, test, tuple(folder.name for folder in class_dirs), decoding)
 
 
 def _hidden(path: Path) -> bool:
@@ -128,7 +129,7 @@ def _decoding(settings: ImagesData, entries: list[tuple[Path, os.stat_result]],
     for path, stat in entries:
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     height, width = settings.image_size
-    channels = 1 if settings.color_mode == "grayscale" else 3
+    channels: Literal[1, 3] = 1 if settings.color_mode == "grayscale" else 3
     cache = settings.cache
     if cache == "auto":
         decoded_mb = len(entries) * height * width * channels / 2**20

@@ -49,7 +49,6 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     tracking = settings.tracking
     assert isinstance(tracking, MlflowTracking)
     uri = tracking_uri(tracking)
-    assert uri is not None
     check_store(uri)
     client = MlflowClient(uri)
     params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
@@ -91,7 +90,7 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both; MLflow annotates str | Path
 
 
 def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],

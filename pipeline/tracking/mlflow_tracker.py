@@ -49,6 +49,8 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
 class MlflowRunTracker(RunTracker):
     """Records into one open run; epoch metrics go through a background writer that `close` drains."""
 
+    run_id: str  # always a run, unlike the base class's
+
     def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking):
         self.client = client
         self.run_id = run_id

@@ -39,6 +39,7 @@ def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> s
             if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
             experiment = client.get_experiment_by_name(tracking.experiment)
+            assert experiment is not None  # the other process's
     if experiment.lifecycle_stage == "deleted":
         raise PipelineError(f"tracking.experiment={tracking.experiment}: that experiment is deleted in {uri}; "
                             "restore it (mlflow experiments restore) or choose another name")

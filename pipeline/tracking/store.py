@@ -10,8 +10,9 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import overload
 
-from pipeline.config import PROJECT_ROOT, NoTracking, TrackingSettings
+from pipeline.config import PROJECT_ROOT, MlflowTracking, NoTracking, TrackingSettings
 from pipeline.credentials import PASSWORD_VARIABLE, USERNAME_VARIABLE, basic_auth_header, redact
 from pipeline.errors import PipelineError
 
@@ -21,6 +22,10 @@ SERVER_TIMEOUT_S = 5.0
 _passed_checks: set[str] = set()  # the URIs that passed `check_store` in this process
 
 
+@overload
+def tracking_uri(settings: MlflowTracking) -> str: ...
+@overload
+def tracking_uri(settings: NoTracking) -> None: ...
 def tracking_uri(settings: TrackingSettings) -> str | None:
     """The absolute tracking URI (None for tracking=none): tracking.uri, or the project's SQLite store."""
     if isinstance(settings, NoTracking):
