@@ -64,7 +64,8 @@ def main() -> None:
         # The first round also creates the store's tables, as a fresh clone's first run does.
         print(f"default run (python -m pipeline.run): {spread(times)} for the whole command; training and testing "
               f"{spread(training)}; test accuracy {', '.join(f'{a:.3f}' for a in accuracies)}")
-    print(f"load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    load_after = os.getloadavg()[0]
+    print(f"load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`data=images` against Keras's own image-folder example, each side in a child process: memory, start-up, speed.
 
     PYTHONPATH=. python benchmarks/image_folder.py [--images 23000] [--size 180] [--epochs 1] [--rounds 1]
-        [--variants bare,none,tracking,auto,fixed-steps,disk,disk-again] [--folder-cache /tmp/kerastrack-bench-images] [--json F] [--reads]
+        [--variants bare,none,tracking,auto,fixed-steps,disk,disk-again] [--folder-cache /tmp/kerastrack-bench-images]
+        [--json F] [--reads]
 
 The folder (built once, then reused): --images JPEGs in class folders 0/..9/, the digits of
 ../shared/data/mnist-train-22k.npz upscaled to --size and tinted (a seeded foreground and background colour per image).
@@ -13,8 +14,8 @@ pipeline trains on 72% of the folder and bare Keras on 80%); accuracy (bare: the
 test_accuracy in metrics.json). disk and disk-again share a cache folder (the first decodes into it before its
 first step, the second reads what the first wrote). Rounds alternate bare Keras first and last; medians over rounds.
 Targets: peak memory with data.cache=none <= 1.3x bare; first step <= bare + 3 s with tracking=none, + 5 s with
-tracking on; samples/s >= 0.95x bare. `--reads` also times the input pipeline alone (no model), one pass over the training
-images each: decoded as they stream (data.cache=none), written into a disk cache, read back from it (in a new
+tracking on; samples/s >= 0.95x bare. `--reads` also times the input pipeline alone (no model), one pass over the
+training images each: decoded as they stream (data.cache=none), written into a disk cache, read back from it (in a new
 pipeline, as a second trial or a resumed run would); target: the cached pass >= 2x the streamed one.
 """
 

@@ -77,11 +77,13 @@ def main() -> None:
         multi_time, multi_losses = epoch_stats(folder, "worker0")
     samples = len(load_data(validate(compose_config(SETUP)).data).train)
     steps = math.ceil(samples / 64)
-    print(f"cores: {os.cpu_count()}; model={MODEL}, {EPOCHS} epochs, global batch 64, {DATA.name if DATA.exists() else 'digits'}")
+    data = DATA.name if DATA.exists() else "digits"
+    print(f"cores: {os.cpu_count()}; model={MODEL}, {EPOCHS} epochs, global batch 64, {data}")
     print(f"1 process:   epoch {single_time:.2f} s   losses {[round(v, 4) for v in single_losses]}")
     print(f"2 workers:   epoch {multi_time:.2f} s   losses {[round(v, 4) for v in multi_losses]}")
     largest = max(abs(a - b) / abs(b) for a, b in zip(multi_losses, single_losses))
-    print(f"largest relative loss difference: {largest:.1e}; 2 workers / 1 process epoch time: {multi_time / single_time:.2f}x")
+    print(f"largest relative loss difference: {largest:.1e}; "
+          f"2 workers / 1 process epoch time: {multi_time / single_time:.2f}x")
     print(f"samples/s: 1 process {samples / single_time:,.0f}, 2 workers {samples / multi_time:,.0f}; "
           f"communication per step ({steps} steps): {(multi_time - single_time) / steps * 1000:.1f} ms")
 

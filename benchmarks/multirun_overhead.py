@@ -35,7 +35,8 @@ def main() -> None:
         wall([sys.executable, "-m", "pipeline.run", *SETUP, store, f"hydra.run.dir={folder}/warm-up"])  # migrations
         for round_ in range(ROUNDS):
             imports.append(wall([sys.executable, "-c", "import pipeline.core, mlflow"]))
-            single.append(wall([sys.executable, "-m", "pipeline.run", *SETUP, store, f"hydra.run.dir={folder}/{round_}"]))
+            single.append(wall([sys.executable, "-m", "pipeline.run", *SETUP, store,
+                                f"hydra.run.dir={folder}/{round_}"]))
             multi.append(wall([sys.executable, "-m", "pipeline.run", "-m", *SETUP, store,
                                f"seed={','.join(str(seed) for seed in range(1, JOBS + 1))}",
                                f"hydra.sweep.dir={folder}/multi-{round_}"]))

@@ -30,9 +30,9 @@ from keras import layers
 from pipeline.compose import compose_config, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.core import run_pipeline
-from pipeline.memory import release_memory
 from pipeline.data import Dataset, load_data
 from pipeline.inputs import split_images
+from pipeline.memory import release_memory
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"
 
@@ -204,8 +204,8 @@ def distributions(rows: list[tuple[str, dict[str, list[Outcome]]]]) -> None:
         p_value = mannwhitneyu(accuracies["bare"], accuracies["pipeline"], alternative="two-sided").pvalue
         for side, values in accuracies.items():
             lower, median, upper = statistics.quantiles(values, n=4)
-            print(f"| `{preset}` | {side} | {len(values)} | {values[0]:.3f} | {lower:.3f} | {median:.3f} | {upper:.3f} | "
-                  f"{values[-1]:.3f} | {p_value:.2f} |")
+            print(f"| `{preset}` | {side} | {len(values)} | {values[0]:.3f} | {lower:.3f} | {median:.3f} | "
+                  f"{upper:.3f} | {values[-1]:.3f} | {p_value:.2f} |")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def main() -> None:
         fewer = 1 - pruned.epochs_trained / unpruned.epochs_trained
         diff = 100 * (pruned.best_value - unpruned.best_value)
         print(f"{seed:>4}  {pruned.epochs_trained:>7}/{unpruned.epochs_trained:<11} {fewer:>6.0%}  "
-              f"{pruned.best_value:>12.4f}  {unpruned.best_value:>10.4f}  {diff:>+8.2f}  {pruned_s:.0f}/{unpruned_s:.0f}")
+              f"{pruned.best_value:>12.4f}  {unpruned.best_value:>10.4f}  {diff:>+8.2f}  "
+              f"{pruned_s:.0f}/{unpruned_s:.0f}")
     fewer_mean = sum(1 - p.epochs_trained / u.epochs_trained for _, p, u, _, _ in rows) / len(rows)
     diff_mean = sum(100 * (p.best_value - u.best_value) for _, p, u, _, _ in rows) / len(rows)
     print(f"mean: {fewer_mean:.0%} fewer epochs (target >= 40%), best value {diff_mean:+.2f} pp (target within 0.5 pp)")

@@ -1,7 +1,7 @@
 """Sweep quality on a small budget: our TPE sweep against the baseline config, random search and Keras Tuner.
 
-    PYTHONPATH=. python benchmarks/sweep_quality.py [--data ../shared/data/mnist-sample.npz] [--budgets 8 20] [--seeds 42 1 2]
-                                       [--methods tpe random keras_tuner] [key=value ...]
+    PYTHONPATH=. python benchmarks/sweep_quality.py [--data ../shared/data/mnist-sample.npz] [--budgets 8 20]
+                                       [--seeds 42 1 2] [--methods tpe random keras_tuner] [key=value ...]
 
 On --data (mnist.npz layout), `model=small_cnn trainer.epochs=3`, the default search space (conf/sweep/default.yaml),
 for each budget and sampler seed: the best val_accuracy of
@@ -59,9 +59,9 @@ def keras_tuner_best(seed: int, budget: int, folder: str, overrides: list[str]) 
 
     from pipeline.data import load_data
     from pipeline.device import seed_everything
+    from pipeline.inputs import evaluation_batches, training_batches
     from pipeline.model import build_model
     from pipeline.optimizer import build_optimizer
-    from pipeline.inputs import evaluation_batches, training_batches
 
     pipeline, sweep = load(overrides)
     configs = TrialConfigs([o for o in overrides if not o.startswith("sweep.")])

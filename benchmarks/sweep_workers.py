@@ -24,7 +24,8 @@ def trials_per_minute(n_workers: int, folder: str) -> float:
         [sys.executable, "-m", "sweeps.run", *SETUP, f"sweep.n_workers={n_workers}",
          f"sweep.storage={folder}/w{n_workers}.log", f"sweep.trials_dir={folder}/w{n_workers}",
          f"tracking.uri=sqlite:///{folder}/w{n_workers}/mlflow.db"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     return N_TRIALS / ((time.perf_counter() - started) / 60)
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -27,10 +28,10 @@ import numpy as np
 from pipeline.compose import compose_config, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.core import RunOptions, run_pipeline
-from pipeline.memory import release_memory
 from pipeline.data import load_data
-from pipeline.inputs import split_images
 from pipeline.device import place, seed_everything
+from pipeline.inputs import split_images
+from pipeline.memory import release_memory
 from pipeline.model import build_model
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "mnist-sample.npz"
@@ -66,8 +67,8 @@ def main() -> None:
                       f"trainer.epochs={args.epochs}", "trainer.verbose=0", "tracking=none",
                       f"output_dir={scratch}/out", *overrides]
             train_size = len(load_data(validate(compose_config(common)).data).train)
-            runners = {BARE: lambda: bare_fit(common)}
-            runners.update({name: (lambda extra=extra: pipeline_fit([*common, *extra])) for name, extra in VARIANTS.items()})
+            runners = {BARE: partial(bare_fit, common)}
+            runners.update({name: partial(pipeline_fit, [*common, *extra]) for name, extra in VARIANTS.items()})
             throughput: dict[str, list[float]] = {name: [] for name in runners}
             names = list(runners)
             for round_ in range(args.rounds):
@@ -76,7 +77,8 @@ def main() -> None:
                     clock = runners[name]()
                     release_memory()
                     throughput[name].append(train_size * (len(clock.ends) - 1) / (clock.ends[-1] - clock.ends[0]))
-                    print(f"{network} round {round_ + 1} {name:<20} {throughput[name][-1]:>9,.0f} samples/s", flush=True)
+                    print(f"{network} round {round_ + 1} {name:<20} {throughput[name][-1]:>9,.0f} samples/s",
+                          flush=True)
             baseline = statistics.median(throughput[BARE])
             table.append((network, baseline, {name: statistics.median(values) / baseline
                                               for name, values in throughput.items() if name != BARE}))

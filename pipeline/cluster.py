@@ -68,6 +68,7 @@ def _from_tf_config(raw: str) -> Cluster:
     workers = cluster.get("worker") if isinstance(cluster, dict) else None
     if not isinstance(workers, list) or not workers or not all(_is_address(worker) for worker in workers):
         raise bad(f"cluster.worker={workers!r} is not a list of host:port addresses")
+    assert isinstance(cluster, dict)  # the workers came from it
     if set(cluster) - {"worker"}:
         raise bad(f"has jobs {sorted(set(cluster) - {'worker'})}: only workers are supported (worker 0 is the chief)")
     task = config.get("task")
@@ -88,7 +89,8 @@ def _from_slurm() -> Cluster:
     """One worker per SLURM task, as SlurmClusterResolver numbers them (tasks in node-list order)."""
     nodes = _expand_nodelist(os.environ["SLURM_STEP_NODELIST"])
     tasks_per_node = _tasks_per_node(os.environ.get("SLURM_STEP_TASKS_PER_NODE", "1"), len(nodes))
-    workers = tuple(f"{node}:{SLURM_PORT + slot}" for node, count in zip(nodes, tasks_per_node) for slot in range(count))
+    workers = tuple(f"{node}:{SLURM_PORT + slot}"
+                    for node, count in zip(nodes, tasks_per_node) for slot in range(count))
     index = int(os.environ["SLURM_PROCID"])
     if not 0 <= index < len(workers):
         raise PipelineError(f"device=multi_worker: SLURM_PROCID={index} is out of range for {len(workers)} tasks")

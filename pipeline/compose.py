@@ -56,7 +56,7 @@ def one_line_hydra_error(error: Exception, overrides: list[str], config_name: st
             node = OmegaConf.select(_compose(others, config_name), parent) if parent else None
         except (HydraException, OmegaConfBaseException):
             node = None
-        allowed = f"; allowed: {', '.join(node.keys())}" if isinstance(node, DictConfig) else ""
+        allowed = f"; allowed: {', '.join(map(str, node.keys()))}" if isinstance(node, DictConfig) else ""
         return f"{key}: unknown key{allowed}"
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
@@ -69,11 +69,11 @@ def validate(cfg: DictConfig) -> Settings:
         key = getattr(error, "full_key", None) or "?"
         raise PipelineError(f"{key}: missing a required value (set it on the command line, e.g. {key}=...)") from None
     assert isinstance(plain, dict)
-    plain = {key: value for key, value in plain.items() if key != "sweep"}
+    fields = {str(key): value for key, value in plain.items() if key != "sweep"}
     try:
-        return Settings.model_validate(plain)
+        return Settings.model_validate(fields)
     except ValidationError as error:
-        raise PipelineError(one_line_validation_error(error, plain)) from None
+        raise PipelineError(one_line_validation_error(error, fields)) from None
 
 
 def one_line_validation_error(error: ValidationError, plain: dict[str, Any]) -> str:

@@ -7,11 +7,9 @@ Everything here is pure Python: a typo or a bad value fails here, before TensorF
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import (
-    BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from pipeline.imports import find_object
 
@@ -139,7 +137,9 @@ def _model_kind(value: Any) -> str:
 
 
 ModelSettings = Annotated[
-    Union[Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")], Annotated[LayersModel, Tag("layers")]],
+    Union[
+        Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")], Annotated[LayersModel, Tag("layers")]
+    ],
     Discriminator(_model_kind),
 ]
 
@@ -166,14 +166,20 @@ class RmspropOptimizer(OptimizerBase):
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
-class AdamOptimizer(OptimizerBase):
-    name: Literal["adam"]
+class AdamBase(OptimizerBase):
+    """Adam's moment decays, shared by Adam and AdamW; each narrows `name` to its own."""
+
+    name: str
     beta_1: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
     beta_2: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999
 
 
-class AdamwOptimizer(AdamOptimizer):
-    name: Literal["adamw"]  # type: ignore[assignment]
+class AdamOptimizer(AdamBase):
+    name: Literal["adam"]
+
+
+class AdamwOptimizer(AdamBase):
+    name: Literal["adamw"]
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.004
 
 
@@ -185,9 +191,9 @@ OptimizerSettings = Annotated[
 
 # What both trainers log each epoch: the compiled loss and metrics (trainer.LOSS, trainer.METRICS) on training and
 # validation data, and the two figures trainer.EpochStats adds.
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+EpochMetric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
+EPOCH_METRICS: tuple[str, ...] = get_args(EpochMetric)
 EPOCH_STATS = ("learning_rate", "epoch_time")
-EpochMetric = Literal[EPOCH_METRICS]  # type: ignore[valid-type]
 
 
 class CheckpointSettings(Schema):

@@ -27,7 +27,6 @@ from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
 from pipeline.scoring import evaluate_model
 
-
 # Given a finished run's per-epoch history and test metrics: whether to log its model and plots.
 ArtifactFilter = Callable[[dict[str, list[float]], dict[str, float]], bool]
 
@@ -53,7 +52,7 @@ class RunOptions:
     callbacks: Sequence[keras.callbacks.Callback] = ()
     parent_run_id: str | None = None  # the MLflow run this one nests under: a sweep's or a multirun's
     run_tags: Mapping[str, str] = field(default_factory=dict)
-    # May skip the model and plots of a run not worth keeping (a sweep keeps its best trials'); metrics are always logged.
+    # May skip the model and plots of a run not worth keeping (a sweep keeps its best trials'); never the metrics.
     log_artifacts_if: ArtifactFilter | None = None
 
 
@@ -115,9 +114,10 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
 def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Path]:
     """The run's folder; a multi-worker run's other workers get a scratch folder instead, removed at the end
     (the chief keeps the checkpoints, metrics and model)."""
-    if not placement.is_chief:
+    cluster = placement.cluster
+    if cluster is not None and not cluster.is_chief:  # not placement.is_chief, with the cluster narrowed
         scratch = Path(tempfile.mkdtemp(prefix="kerastrack-worker-"))
-        print(f"{placement.cluster.describe()}: worker 0 records the run; this worker's checkpoints go to "  # type: ignore[union-attr]
+        print(f"{cluster.describe()}: worker 0 records the run; this worker's checkpoints go to "
               f"{scratch}, removed at the end")
         try:
             yield scratch
@@ -127,7 +127,8 @@ def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Pat
     if settings.output_dir:
         path = Path(settings.output_dir).expanduser().resolve()
     else:
-        path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
+        folder = f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
+        path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / folder
     path.mkdir(parents=True, exist_ok=True)
     yield path
 

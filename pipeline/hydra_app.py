@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 import hydra
 from hydra.errors import HydraException
@@ -50,8 +50,17 @@ def read(argv: list[str]) -> CommandLine:
                        runs_jobs=not any(getattr(args, flag) for flag in SHOW_FLAGS))
 
 
+class _FlagsParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, instead of the usage text and exit 2."""
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown != message:
+            raise PipelineError(f"{unknown}: unknown option; pass key=value overrides, or see --help")
+        raise PipelineError(message)
+
+
 def _flags_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = _FlagsParser(add_help=False)
     for flags in (("--help", "-h"), ("--hydra-help",), ("--version",), ("--resolve",), ("--run", "-r"),
                   ("--multirun", "-m"), ("--shell-completion", "-sc")):
         parser.add_argument(*flags, action="store_true")
@@ -61,14 +70,6 @@ def _flags_parser() -> argparse.ArgumentParser:
         parser.add_argument(*flags)
     parser.add_argument("--info", "-i", const="all", nargs="?", choices=INFO_CHOICES)
     parser.add_argument("overrides", nargs="*")
-
-    def error(message: str) -> None:
-        unknown = message.removeprefix("unrecognized arguments: ")
-        if unknown != message:
-            raise PipelineError(f"{unknown}: unknown option; pass key=value overrides, or see --help")
-        raise PipelineError(message)
-
-    parser.error = error  # type: ignore[method-assign]
     return parser
 
 

@@ -23,7 +23,8 @@ _REFERENCE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 def find_object(reference: str, *, key: str) -> tuple[str, str]:
     """(module, attribute) of `package.module:name`, once the module is known to exist."""
     if not _REFERENCE.match(reference):
-        raise PipelineError(f"{key}={reference}: not a reference; allowed: package.module:function, e.g. my_models:build")
+        raise PipelineError(f"{key}={reference}: not a reference; allowed: package.module:function, "
+                            "e.g. my_models:build")
     module, _, attribute = reference.partition(":")
     with _working_directory_importable():
         try:
@@ -48,7 +49,8 @@ def import_object(reference: str, *, key: str) -> Any:
             if module is None or not isinstance(error, AttributeError):
                 raise PipelineError(f"{key}={reference}: importing {module_name} raised {one_line(error)}") from None
     public = sorted(name for name in vars(module) if not name.startswith("_"))
-    raise PipelineError(f"{key}={reference}: {module_name} has no {attribute}; it defines {', '.join(public) or 'nothing'}")
+    raise PipelineError(f"{key}={reference}: {module_name} has no {attribute}; "
+                        f"it defines {', '.join(public) or 'nothing'}")
 
 
 @contextlib.contextmanager

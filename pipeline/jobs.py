@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from hydra.conf import HydraConf
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -121,6 +122,7 @@ class MultirunParentRun(Callback):
                                                tags=tags)
         MultirunParentRun._current = self
         if self.run_id:
+            assert isinstance(first.tracking, MlflowTracking)  # only MLflow tracking opens a parent run
             print(f"MLflow parent run of the {len(jobs)} jobs: {_run_page(first.tracking, self.run_id)}", flush=True)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -190,7 +192,7 @@ def run_job(cfg: DictConfig) -> None:
         attach_console_log(result.settings, result.run_id, output_dir)
 
 
-def _pin_to_share(cfg: DictConfig, hydra: DictConfig, jobs: int) -> None:
+def _pin_to_share(cfg: DictConfig, hydra: HydraConf, jobs: int) -> None:
     """Under a launcher running jobs in parallel processes (joblib's n_jobs), this job's share of the cores and
     GPUs, as sweep workers get theirs; device.*_op_threads set by the user win."""
     n_jobs = hydra.launcher.get("n_jobs")

@@ -63,17 +63,25 @@ def build_model(settings: ModelSettings, input_shape: tuple[int, int, int], num_
 
 def _where(settings: ModelSettings, index: int, name: str) -> str:
     """Where a layer is declared, as the user would override it."""
-    return f"model.layers[{index}] ({name})" if isinstance(settings, LayersModel) else f"model={settings.name} layer {name}"
+    if isinstance(settings, LayersModel):
+        return f"model.layers[{index}] ({name})"
+    return f"model={settings.name} layer {name}"
 
 
 def _make_layer(name: str, arguments: dict[str, Any], index: int, settings: ModelSettings) -> keras.layers.Layer:
     import keras
 
     where = _where(settings, index, name)
-    layer_class = import_object(name, key=f"model.layers[{index}]") if ":" in name else getattr(keras.layers, name, None)
+    if ":" in name:
+        layer_class = import_object(name, key=f"model.layers[{index}]")
+    else:
+        layer_class = getattr(keras.layers, name, None)
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         close = difflib.get_close_matches(name, _keras_layer_names(), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see keras.io/api/layers (or give package.module:Class)"
+        if close:
+            hint = f"; did you mean {', '.join(close)}?"
+        else:
+            hint = "; see keras.io/api/layers (or give package.module:Class)"
         raise PipelineError(f"model.layers[{index}]={name}: not a Keras layer{hint}")
     try:
         return layer_class(**arguments)
@@ -87,7 +95,8 @@ def _apply(layer, features, index: int, settings: ModelSettings, input_shape: tu
     except Exception as error:  # noqa: BLE001 - shape errors come as ValueError from many layers
         height, width, channels = input_shape
         raise PipelineError(
-            f"model={settings.name} cannot take {height}x{width}x{channels} inputs: {_where(settings, index, layer.__class__.__name__)} "
+            f"model={settings.name} cannot take {height}x{width}x{channels} inputs: "
+            f"{_where(settings, index, layer.__class__.__name__)} "
             f"gets shape {tuple(features.shape)[1:]} ({one_line(error)}); use larger images or change the layers"
         ) from None
 
@@ -113,7 +122,7 @@ def _call_builder(settings: PythonModel, input_shape: tuple[int, int, int], num_
         raise PipelineError(f"{key} returned {type(model).__name__}; it must return an uncompiled keras.Model")
     try:
         outputs = model(keras.Input(shape=input_shape))
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - the user's layers may raise anything on the wrong input shape
         raise PipelineError(f"{key}: the model cannot take {input_shape} inputs: {one_line(error)}") from None
     if tuple(outputs.shape[1:]) != (num_classes,):
         raise PipelineError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeAlias
 
 import keras
 
@@ -19,7 +19,7 @@ OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
 # Every other field of an optimizer schema is named exactly as the Keras keyword argument it sets.
 SCHEDULE_FIELDS = {"name", "learning_rate", "schedule", "decay_rate"}
 
-LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+LearningRate: TypeAlias = float | keras.optimizers.schedules.LearningRateSchedule
 
 
 def _constant(settings: OptimizerSettings, steps_per_epoch: int, epochs: int) -> LearningRate:

@@ -190,7 +190,8 @@ def train(
             if not bad:
                 raise
             raise PipelineError(f"{bad}: TensorFlow cannot decode this image (found mid-training; the last checkpoint "
-                                "is kept); fix or remove it, or set data.skip_bad_images=true to skip such files") from None
+                                "is kept); fix or remove it, or set data.skip_bad_images=true "
+                                "to skip such files") from None
 
 
 def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:

@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         if not isinstance(tracking, MlflowTracking):
             raise PipelineError("tracking=none: there is no store to browse; use tracking=local or tracking.uri=...")
         uri = tracking_uri(tracking)
-        assert uri is not None
         check_store(uri)
         page = experiment_page(uri, _experiment_id(tracking, uri), options.port)
         if uri.startswith(("http://", "https://")):

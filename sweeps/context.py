@@ -51,14 +51,16 @@ class SweepContext:
         return cls(
             overrides=list(overrides),
             pipeline_overrides=[o for o in overrides if not is_sweep_override(o)],
-            pipeline_settings=pipeline, sweep_settings=settings, location=location, storage=storage, lock=lock, runs=runs,
+            pipeline_settings=pipeline, sweep_settings=settings, location=location, storage=storage, lock=lock,
+            runs=runs,
             trials_dir=Path(settings.trials_dir).expanduser().resolve(),
             deadline=deadline,
         )
 
     def fail_stale_trials(self, study: optuna.Study) -> None:
         """Fail dead workers' trials, queue their retries and close their MLflow runs; under the claim lock."""
-        heartbeat.fail_stale_trials(study, self.sweep_settings.grace_period, self.sweep_settings.max_retries, self.close_stale_trial)
+        settings = self.sweep_settings
+        heartbeat.fail_stale_trials(study, settings.grace_period, settings.max_retries, self.close_stale_trial)
 
     def fail_stale_trials_locked(self, study: optuna.Study) -> None:
         with self.lock():

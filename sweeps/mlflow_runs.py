@@ -35,7 +35,6 @@ RETRY_OF_TAG = "optuna.retry_of"  # a retry's run: the trial (of a dead worker) 
 class SweepRuns:
     def __init__(self, tracking: MlflowTracking, study_name: str):
         self.tracking, self.uri = tracking, tracking_uri(tracking)
-        assert self.uri is not None
         check_store(self.uri)  # an unreachable or locked server fails before the first trial
         self.client = MlflowClient(self.uri)
         self.study_name = study_name

@@ -62,7 +62,9 @@ class TrialReporter(keras.callbacks.Callback):
             self.trial.set_user_attr(RUN_ID_ATTR, self.run_id)
 
 
-def objective_value(history: Mapping[str, list[float]], test_metrics: Mapping[str, float], objective: Objective) -> float:
+def objective_value(
+    history: Mapping[str, list[float]], test_metrics: Mapping[str, float], objective: Objective
+) -> float:
     """The trial's value: the best (or last) epoch of a per-epoch metric, or a test_* metric."""
     if not is_epoch_metric(objective.metric):
         return float(test_metrics.get(objective.metric, math.nan))

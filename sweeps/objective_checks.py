@@ -33,8 +33,10 @@ def check_models(settings: SweepSettings, pipeline: Settings) -> None:
         raise PipelineError(f"tracking.register_as={tracking.register_as}: in a sweep every trial would register its "
                             f"model; use sweep.register_best_as={tracking.register_as} to register the best trial's")
     name = settings.register_best_as
-    if name and not (isinstance(tracking, MlflowTracking) and tracking.log_model and settings.trial_artifacts != "none"):
+    logs_models = isinstance(tracking, MlflowTracking) and tracking.log_model and settings.trial_artifacts != "none"
+    if name and not logs_models:
         raise PipelineError(f"sweep.register_best_as={name}: trials log no model with tracking={tracking.name}, "
                             f"tracking.log_model={getattr(tracking, 'log_model', False)}, "
                             f"sweep.trial_artifacts={settings.trial_artifacts}; "
-                            "allowed with MLflow tracking, tracking.log_model=true and sweep.trial_artifacts=best or all")
+                            "allowed with MLflow tracking, tracking.log_model=true and "
+                            "sweep.trial_artifacts=best or all")

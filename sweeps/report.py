@@ -14,18 +14,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # plots go to files; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-from mlflow.entities import Metric, RunTag  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+from mlflow.entities import Metric, RunTag
+from optuna.trial import FrozenTrial, TrialState
+from optuna.visualization import matplotlib as optuna_plots
 
-from sweeps.heartbeat import RETRY_OF  # noqa: E402
-from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns  # noqa: E402
-from sweeps.settings import Param  # noqa: E402
-from sweeps.space import values_from_params  # noqa: E402
-from sweeps.trial_config import Scalar, format_value, reproduce_command  # noqa: E402
+from sweeps.heartbeat import RETRY_OF
+from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
+from sweeps.settings import Param
+from sweeps.space import values_from_params
+from sweeps.trial_config import Scalar, format_value, reproduce_command
 
 BASELINE_ATTR = "baseline"  # on trial 0 of a study: the command's own config
 TOP = 5
@@ -48,7 +48,8 @@ class RankedTrial:
 
     def line(self) -> str:
         params = " ".join(f"{k}={format_value(v)}" for k, v in self.values.items())
-        return f"{self.number:>5}  {self.value:.4f}  {self.state:<8}  {params}{'  (' + self.note + ')' if self.note else ''}"
+        note = f"  ({self.note})" if self.note else ""
+        return f"{self.number:>5}  {self.value:.4f}  {self.state:<8}  {params}{note}"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def top_trials(trials: Sequence[FrozenTrial], params: Mapping[str, Param], direc
             continue
         note = "baseline" if trial.user_attrs.get(BASELINE_ATTR) else (
             f"retry of {trial.user_attrs[RETRY_OF]}" if RETRY_OF in trial.user_attrs else "")
-        ranked.append(RankedTrial(trial.number, value, trial.state.name, values_from_params(trial.params, params), note))
+        values = values_from_params(trial.params, params)
+        ranked.append(RankedTrial(trial.number, value, trial.state.name, values, note))
     ranked.sort(key=lambda r: (r.state != "COMPLETE", sign * r.value))
     return ranked[:TOP]
 
@@ -124,8 +126,8 @@ def summarize(
     values = values_from_params(best.params, params)
     return SweepSummary(
         study.study_name, states, epochs, best.number, best.value, values,
-        best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR), reproduce_command(pipeline_overrides, values),
-        top=top,
+        best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR),
+        reproduce_command(pipeline_overrides, values), top=top,
     )
 
 

@@ -106,7 +106,9 @@ def load(overrides: list[str]) -> tuple[Settings, SweepSettings]:
     """Compose conf/sweeps.yaml, check the pipeline part and the sweep part; one-line errors."""
     cfg = compose_config(overrides, config_name="sweeps")
     pipeline = validate(cfg)  # the pipeline part (validate drops `sweep`)
-    plain: dict[str, Any] = OmegaConf.to_container(cfg.sweep, resolve=True)  # type: ignore[assignment]
+    container = OmegaConf.to_container(cfg.sweep, resolve=True)
+    assert isinstance(container, dict)  # the `sweep` group is a mapping
+    plain = {str(key): value for key, value in container.items()}
     try:
         settings = SweepSettings.model_validate(plain)
     except ValidationError as error:

@@ -125,7 +125,9 @@ def _within(param: Param, value: object) -> bool:
     if isinstance(param, CategoricalParam):
         return value in param.choices
     number_type = float if isinstance(param, FloatParam) else int
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and param.low <= number_type(value) <= param.high
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    return param.low <= number_type(value) <= param.high
 
 
 def values_from_params(trial_params: Mapping[str, Scalar], params: Mapping[str, Param]) -> dict[str, Scalar]:

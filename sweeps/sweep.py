@@ -43,8 +43,9 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
-    if parent_run_id:
-        print(f"[sweep] MLflow parent run: {run_page_with_hint(sweep.pipeline_settings.tracking, parent_run_id)}", flush=True)
+    if sweep.runs and parent_run_id:
+        page = run_page_with_hint(sweep.runs.tracking, parent_run_id)
+        print(f"[sweep] MLflow parent run: {page}", flush=True)
     status = KILLED
     try:
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
@@ -69,7 +70,9 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     return summary
 
 
-def _settle_models(runs: SweepRuns, settings: SweepSettings, study: optuna.Study, summary: SweepSummary) -> SweepSummary:
+def _settle_models(
+    runs: SweepRuns, settings: SweepSettings, study: optuna.Study, summary: SweepSummary
+) -> SweepSummary:
     """With trial_artifacts=best only the best trial keeps its model; register it if asked."""
     best = study.best_trial
     if settings.trial_artifacts == "best":
@@ -84,7 +87,8 @@ def _description(sweep: SweepContext) -> dict[str, str]:
     return {
         "sweep.n_trials": str(settings.n_trials), "sweep.sampler": settings.sampler, "sweep.pruner": settings.pruner,
         "sweep.objective": f"{settings.objective.direction} {settings.objective.reduce} {settings.objective.metric}",
-        "sweep.storage": redact(sweep.location), "sweep.command": redact(" ".join(["python -m sweeps.run", *sweep.overrides])),
+        "sweep.storage": redact(sweep.location),
+        "sweep.command": redact(" ".join(["python -m sweeps.run", *sweep.overrides])),
     }
 
 

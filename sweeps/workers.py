@@ -53,7 +53,9 @@ def _finish(sweep, study, trial, outcome) -> None:
     if outcome.reason:
         trial.set_user_attr(REASON_ATTR, outcome.reason)
     study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
-    run_id = outcome.run_id or (sweep.runs.find_trial_run(study.get_trials(deepcopy=False)[trial.number]) if sweep.runs else None)
+    run_id = outcome.run_id
+    if not run_id and sweep.runs:
+        run_id = sweep.runs.find_trial_run(study.get_trials(deepcopy=False)[trial.number])
     if sweep.runs and run_id:
         sweep.runs.tag_state(run_id, outcome.state)
     shown = f"{outcome.value:.4f}" if outcome.value is not None else outcome.reason

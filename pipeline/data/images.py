@@ -13,7 +13,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -63,8 +63,8 @@ def read(settings: ImagesData) -> Source:
     labels = np.repeat(np.arange(len(class_dirs), dtype=np.int32), [len(files) for files in per_class])
     pool = whole(labels, files=np.array([file.path for file in entries]))
     train, test = hold_out(pool, settings.test_fraction, settings.seed, "data.test_fraction", "test")
-    files = _decoding(settings, entries, skipped=tuple(bad))
-    return Source(train, test, tuple(folder.name for folder in class_dirs), files)
+    decoding = _decoding(settings, entries, skipped=tuple(bad))
+    return Source(train, test, tuple(folder.name for folder in class_dirs), decoding)
 
 
 def _hidden(name: str) -> bool:
@@ -149,7 +149,7 @@ def _decoding(settings: ImagesData, entries: list[ScannedFile], skipped: tuple[s
     for file in entries:
         digest.update(f"{file.path}\0{file.size}\0{file.modified_ns}\n".encode())
     height, width = settings.image_size
-    channels = 1 if settings.color_mode == "grayscale" else 3
+    channels: Literal[1, 3] = 1 if settings.color_mode == "grayscale" else 3
     cache = settings.cache
     if cache == "auto":
         decoded_mb = len(entries) * height * width * channels / 2**20

@@ -47,9 +47,14 @@ def _read(settings: DataSettings) -> Dataset:
         # The split above shuffled the training images with the seed: the first n are a seeded random subset.
         train = train.take(slice(0, settings.max_train_samples))
     files = source.image_files
-    shape = (files.height, files.width, files.channels) if files else tuple(source.train.pixels.shape[1:])
+    if files:
+        shape = (files.height, files.width, files.channels)
+    else:
+        assert source.train.pixels is not None  # a source without files holds its images
+        height, width, channels = source.train.pixels.shape[1:]  # every reader stores (n, height, width, channels)
+        shape = (height, width, channels)
     dataset = Dataset(source=settings.name, train=train, validation=validation, test=source.test,
-                      class_names=source.class_names, input_shape=shape, image_files=files)  # type: ignore[arg-type]
+                      class_names=source.class_names, input_shape=shape, image_files=files)
     for split in dataset.splits().values():
         for array in (split.labels, split.rows, split.pixels, split.files):
             if isinstance(array, np.ndarray):

@@ -48,7 +48,6 @@ def open_parent_run(tracking: TrackingSettings, *, name: str, tags: Mapping[str,
     from pipeline.tracking.runs import create_run
 
     uri = tracking_uri(tracking)
-    assert uri is not None
     return create_run(MlflowClient(uri), tracking, uri, name=name, tags=tags)
 
 
@@ -59,7 +58,6 @@ def end_parent_run(tracking: MlflowTracking, run_id: str, status: str) -> None:
     from pipeline.tracking.runs import close_parent_run
 
     uri = tracking_uri(tracking)
-    assert uri is not None
     close_parent_run(MlflowClient(uri), run_id, status)
 
 

@@ -12,7 +12,8 @@ import hashlib
 import mlflow
 import mlflow.data
 from mlflow.data.meta_dataset import MetaDataset
-from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.data.numpy_dataset import from_numpy
+from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # MLflow makes it at import
 from mlflow.types import ColSpec, DataType, Schema
 
 from pipeline.data import Dataset
@@ -23,7 +24,7 @@ SKIPPED_IMAGES = "data/skipped_images.txt"  # the files data.skip_bad_images lef
 
 def log_dataset_inputs(data: Dataset, splits: tuple[str, ...] = ("train", "validation", "test")) -> None:
     """Into the active run, in one call."""
-    datasets = [mlflow_dataset(data, split) for split in splits]
+    datasets: list[mlflow.data.Dataset | None] = [mlflow_dataset(data, split) for split in splits]
     mlflow.log_inputs(datasets, contexts=list(splits), tags_list=[None] * len(splits))
 
 
@@ -31,10 +32,12 @@ def log_dataset_inputs(data: Dataset, splits: tuple[str, ...] = ("train", "valid
 def mlflow_dataset(data: Dataset, split: str) -> mlflow.data.Dataset:
     chosen, name = data.splits()[split], f"{data.source}-{split}"
     if chosen.pixels is not None:
-        return mlflow.data.from_numpy(chosen.pixels[chosen.rows], targets=chosen.labels, name=name)
+        return from_numpy(chosen.pixels[chosen.rows], targets=chosen.labels, name=name)
     assert data.image_files is not None and chosen.files is not None
-    return MetaDataset(LocalArtifactDatasetSource(data.image_files.folder), name=name, digest=_split_digest(data, chosen),
-                       schema=Schema([ColSpec(DataType.string, "file"), ColSpec(DataType.integer, "label")]))
+    schema = Schema([ColSpec(DataType.string, "file"), ColSpec(DataType.integer, "label")])
+    return MetaDataset(  # type: ignore[abstract]  # MLflow leaves `profile` abstract; Dataset is no ABC
+        LocalArtifactDatasetSource(data.image_files.folder), name=name, digest=_split_digest(data, chosen),
+        schema=schema)
 
 
 def _split_digest(data: Dataset, split: Split) -> str:

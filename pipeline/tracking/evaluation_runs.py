@@ -22,7 +22,6 @@ def record_evaluation(tracking: MlflowTracking, *, model_uri: str, model_id: str
                       data_params: dict[str, object], metrics: dict[str, float]) -> str:
     """A FINISHED run tagged with the model's URI; its metrics also link to the LoggedModel when known."""
     uri = tracking_uri(tracking)
-    assert uri is not None
     client = MlflowClient(uri)
     run_id = create_run(client, tracking, uri, name=f"evaluate-{data.source}-{model_uri.split('/')[-1]}")
     now = int(time.time() * 1000)

@@ -24,9 +24,9 @@ from pipeline.compose import flatten
 from pipeline.config import MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
-from pipeline.tracking.runs import FAILED, FINISHED, KILLED, create_run
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
+from pipeline.tracking.runs import FAILED, FINISHED, KILLED, create_run
 from pipeline.tracking.store import check_store, tracking_uri
 
 NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
@@ -49,7 +49,6 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     tracking = settings.tracking
     assert isinstance(tracking, MlflowTracking)
     uri = tracking_uri(tracking)
-    assert uri is not None
     check_store(uri)
     client = MlflowClient(uri)
     params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
@@ -91,7 +90,7 @@ def process_tracking_uri(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None clears both; MLflow annotates str | Path
 
 
 def _record_config(client: MlflowClient, run_id: str, settings: Settings, params: dict[str, object],

@@ -33,7 +33,6 @@ def run_page_of(tracking: MlflowTracking, run_id: str) -> str:
     from mlflow import MlflowClient
 
     uri = tracking_uri(tracking)
-    assert uri is not None
     return run_page(uri, MlflowClient(uri).get_run(run_id).info.experiment_id, run_id)
 
 

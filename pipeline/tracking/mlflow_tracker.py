@@ -11,8 +11,8 @@ from pathlib import Path
 import keras
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
 
 from pipeline import checkpoints
 from pipeline.config import MlflowTracking
@@ -22,7 +22,6 @@ from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.logged_models import log_keras_model
 from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
 from pipeline.tracking.tracker import RunTracker
-
 
 
 class CheckpointSource(RunTracker):
@@ -49,6 +48,8 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
 
 class MlflowRunTracker(RunTracker):
     """Records into one open run; epoch metrics go through a background writer that `close` drains."""
+
+    run_id: str  # always a run, unlike the base class's
 
     def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking):
         self.client = client

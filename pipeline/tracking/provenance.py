@@ -41,7 +41,9 @@ def git_commit(root: Path) -> str | None:
         if not head.startswith("ref: "):
             return head  # detached HEAD
         ref = head.removeprefix("ref: ")
-        common_dir = git_dir / (git_dir / "commondir").read_text().strip() if (git_dir / "commondir").exists() else git_dir
+        common_dir = git_dir
+        if (git_dir / "commondir").exists():
+            common_dir = git_dir / (git_dir / "commondir").read_text().strip()
         for folder in (git_dir, common_dir):
             if (folder / ref).exists():
                 return (folder / ref).read_text().strip()

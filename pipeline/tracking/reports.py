@@ -36,7 +36,8 @@ def write_reports(folder: Path, *, data: Dataset, history: dict[str, list[float]
 def learning_curve(history: dict[str, list[float]]) -> Figure:
     """Train vs validation loss and accuracy per epoch (epochs counted from 1, as the metric steps)."""
     figure = Figure(figsize=(9, 3.5))
-    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)  # fixed: layout engines double the cost
+    # Fixed margins: layout engines double the cost.
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.14, top=0.9, wspace=0.25)
     for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy")):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = history.get(key, [])
@@ -75,7 +76,8 @@ def image_grid(images: np.ndarray, columns: int = 8) -> Figure:
     for axes, image in zip(figure.subplots(rows, columns, squeeze=False).flat, [*images, *[None] * columns]):
         axes.set_axis_off()
         if image is not None:
-            axes.imshow(np.clip(image.squeeze(-1) if image.shape[-1] == 1 else image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            pixels = image.squeeze(-1) if image.shape[-1] == 1 else image
+            axes.imshow(np.clip(pixels, 0, 1), cmap="gray", vmin=0, vmax=1)
     return figure
 
 

@@ -39,6 +39,7 @@ def experiment_id(client: MlflowClient, tracking: MlflowTracking, uri: str) -> s
             if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
             experiment = client.get_experiment_by_name(tracking.experiment)
+            assert experiment is not None  # the other process's
     if experiment.lifecycle_stage == "deleted":
         raise PipelineError(f"tracking.experiment={tracking.experiment}: that experiment is deleted in {uri}; "
                             "restore it (mlflow experiments restore) or choose another name")
@@ -73,6 +74,7 @@ def close_parent_run(client: MlflowClient, run_id: str, status: str) -> None:
 
 def _kill_running_children(client: MlflowClient, experiment: str, parent_run_id: str) -> None:
     running = client.search_runs(
-        [experiment], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = '{RUNNING}'")
+        [experiment],
+        filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and attributes.status = '{RUNNING}'")
     for child in running:
         close_run(client, child.info.run_id, KILLED)

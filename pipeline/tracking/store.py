@@ -10,8 +10,9 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import overload
 
-from pipeline.config import PROJECT_ROOT, NoTracking, TrackingSettings
+from pipeline.config import PROJECT_ROOT, MlflowTracking, NoTracking, TrackingSettings
 from pipeline.credentials import PASSWORD_VARIABLE, USERNAME_VARIABLE, basic_auth_header, redact
 from pipeline.errors import PipelineError
 
@@ -21,6 +22,10 @@ SERVER_TIMEOUT_S = 5.0
 _passed_checks: set[str] = set()  # the URIs that passed `check_store` in this process
 
 
+@overload
+def tracking_uri(settings: MlflowTracking) -> str: ...
+@overload
+def tracking_uri(settings: NoTracking) -> None: ...
 def tracking_uri(settings: TrackingSettings) -> str | None:
     """The absolute tracking URI (None for tracking=none): tracking.uri, or the project's SQLite store."""
     if isinstance(settings, NoTracking):
@@ -60,11 +65,13 @@ def _check_writable(database: Path, uri: str) -> None:
             folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PipelineError(f"tracking.uri={uri}: cannot create {error.filename} ({error.strerror}); "
-                            "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db or use tracking=none") from None
+                            "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db "
+                            "or use tracking=none") from None
     for path in (*folders, database):
         if path.exists() and not os.access(path, os.W_OK):
             raise PipelineError(f"tracking.uri={uri}: {path} is not writable; "
-                                "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db or use tracking=none")
+                                "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db "
+                                "or use tracking=none")
 
 
 def _check_server(uri: str) -> None:
@@ -88,7 +95,8 @@ def _check_server(uri: str) -> None:
                                 f"set {USERNAME_VARIABLE} and {PASSWORD_VARIABLE} to an account on it") from None
         if error.code == 403:
             raise PipelineError(f"tracking.uri={redact(uri)}: user {os.environ.get(USERNAME_VARIABLE)!r} may not read "
-                                "experiments on this MLflow server (HTTP 403); ask its admin for a permission") from None
+                                "experiments on this MLflow server (HTTP 403); "
+                                "ask its admin for a permission") from None
         raise PipelineError(f"tracking.uri={redact(uri)}: the MLflow server answered HTTP {error.code} "
                             f"({error.reason})") from None
     except (urllib.error.URLError, OSError) as error:

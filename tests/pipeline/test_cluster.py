@@ -11,10 +11,10 @@ import time
 import pytest
 
 from pipeline import cluster
+from pipeline.compose import validate
 from pipeline.errors import PipelineError
 from tests.pipeline.test_run import pipeline_run
 from tests.ports import free_port
-from pipeline.compose import validate
 
 CHECKPOINT_FILES = ["best.keras", "last.keras", "state.json"]
 QUICK_MULTI = ["device=multi_worker", "trainer=custom", "trainer.verbose=2", "model.dropout=0",

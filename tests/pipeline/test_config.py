@@ -72,7 +72,8 @@ def test_command_line_overrides_win_over_presets():
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["optimizer=does_not_exist"], "optimizer=does_not_exist: unknown option; choose one of adam, adamw, rmsprop, sgd"),
+        (["optimizer=does_not_exist"],
+         "optimizer=does_not_exist: unknown option; choose one of adam, adamw, rmsprop, sgd"),
         (["optimizer.lr=0.1"], "optimizer.lr: unknown key; allowed: name, learning_rate"),
         (["trainer.batch_size=abc"], "trainer.batch_size='abc': input should be a valid integer"),
         (["optimizer.learning_rate=0"], "optimizer.learning_rate=0: input should be greater than 0"),

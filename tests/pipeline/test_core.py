@@ -37,7 +37,8 @@ class StopAfterFirstEpoch(keras.callbacks.Callback):
 
 
 @pytest.mark.parametrize("model_overrides", [
-    ["model=layers", "model.layers=[Flatten,{Dense: {units: 24, activation: relu}},{Dropout: {rate: '${model.dropout}'}}]"],
+    ["model=layers",
+     "model.layers=[Flatten,{Dense: {units: 24, activation: relu}},{Dropout: {rate: '${model.dropout}'}}]"],
     ["model=python", "model.builder=my_models:build", "+model.kwargs.width=12"],
 ])
 def test_own_models_train_log_resume_and_reload(compose, mlflow_store, tmp_path, monkeypatch, model_overrides):
@@ -87,7 +88,8 @@ def test_the_chosen_checkpoint_is_what_gets_tested(compose, tmp_path, evaluate):
 
     def test_accuracy(checkpoint: str) -> float:
         model = keras.models.load_model(tmp_path / "checkpoints" / checkpoint)
-        return float(np.mean(np.argmax(model.predict(split_images(data, "test"), verbose=0), axis=1) == data.test.labels))
+        predicted = np.argmax(model.predict(split_images(data, "test"), verbose=0), axis=1)
+        return float(np.mean(predicted == data.test.labels))
 
     best, last = test_accuracy("best.keras"), test_accuracy("last.keras")
     assert best < last

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.compose import compose_config, validate
-from pipeline.evaluate import main, split_model_uri
 from pipeline.errors import PipelineError
+from pipeline.evaluate import main, split_model_uri
 from tests.conftest import QUICK
 from tests.mlflow_fixtures import new_store
 

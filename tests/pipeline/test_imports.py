@@ -36,7 +36,8 @@ def test_finding_an_object_checks_the_module_exists_without_importing_it(user_co
     [
         ("builders.build", r"^model\.builder=builders\.build: not a reference; allowed: package\.module:function"),
         ("kt_user_code.nothing:build",
-         r"^model\.builder=kt_user_code\.nothing:build: no module named kt_user_code\.nothing in the working directory"),
+         r"^model\.builder=kt_user_code\.nothing:build: "
+         r"no module named kt_user_code\.nothing in the working directory"),
         ("kt_no_package.builders:build",
          r"^model\.builder=kt_no_package\.builders:build: cannot import kt_no_package\.builders: No module named"),
     ],

@@ -17,7 +17,7 @@ from pipeline.compose import validate
 from pipeline.core import RunOptions, run_pipeline
 from pipeline.data import load_data
 from pipeline.data.cache import cache_file
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TrainingStopped
 from tests.pipeline.data.conftest import data_settings
 
 COLORS = {"blue": (20, 40, 230), "green": (30, 200, 60), "red": (230, 30, 30)}
@@ -86,7 +86,8 @@ def test_grayscale_rgba_and_palette_images_in_an_rgb_folder_decode_as_rgb(tmp_pa
         (tmp_path / name).mkdir()
         Image.new("RGB", (9, 7), color).save(tmp_path / name / "rgb.png")
         Image.new("RGBA", (9, 7), (*color, 128)).save(tmp_path / name / "rgba.png")
-        Image.new("RGB", (9, 7), color).convert("P", palette=Image.Palette.ADAPTIVE).save(tmp_path / name / "palette.png")
+        palette = Image.new("RGB", (9, 7), color).convert("P", palette=Image.Palette.ADAPTIVE)
+        palette.save(tmp_path / name / "palette.png")
         Image.new("RGB", (9, 7), color).save(tmp_path / name / "rgb.bmp")
     Image.new("L", (9, 7), 90).save(tmp_path / "gray" / "gray.jpg", quality=100)
     Image.new("L", (9, 7), 90).save(tmp_path / "gray" / "gray.bmp")
@@ -160,7 +161,8 @@ def test_an_image_that_fails_to_decode_mid_training_fails_the_run_naming_it(comp
                  "data.cache=none", "model=small_cnn", "trainer.epochs=3", "trainer.batch_size=8",
                  mlflow_store.override, f"output_dir={tmp_path / 'out'}"]
     with pytest.raises(PipelineError, match=rf"^{root}/red/noise.png: TensorFlow cannot decode this image"):
-        run_pipeline(validate(compose(*overrides)), RunOptions(callbacks=[CorruptAfterFirstEpoch(root / "red" / "noise.png")]))
+        run_pipeline(validate(compose(*overrides)),
+                     RunOptions(callbacks=[CorruptAfterFirstEpoch(root / "red" / "noise.png")]))
 
     (run,) = mlflow_store.runs()
     assert run.info.status == "FAILED" and "noise.png" in run.data.tags["error"]
@@ -172,8 +174,9 @@ def test_an_image_that_fails_to_decode_mid_training_fails_the_run_naming_it(comp
 def test_with_skip_bad_images_a_file_failing_mid_training_is_skipped(compose, tmp_path, trainer):
     root = corruptible_folder(tmp_path / "photos")
     settings = validate(compose(f"data.path={root}", "data=images", "data.color_mode=rgb", "data.image_size=[20,20]",
-                                "data.cache=none", "data.skip_bad_images=true", "model=small_cnn", "trainer.epochs=2", f"trainer={trainer}",
-                                "trainer.batch_size=8", "tracking=none", f"output_dir={tmp_path / 'out'}"))
+                                "data.cache=none", "data.skip_bad_images=true", "model=small_cnn", "trainer.epochs=2",
+                                f"trainer={trainer}", "trainer.batch_size=8", "tracking=none",
+                                f"output_dir={tmp_path / 'out'}"))
     result = run_pipeline(settings, RunOptions(callbacks=[CorruptAfterFirstEpoch(root / "red" / "noise.png")]))
     assert len(result.history["loss"]) == 2 and all(np.isfinite(result.history["val_loss"]))
 
@@ -187,7 +190,7 @@ def test_a_streamed_folder_trains_with_either_trainer_and_resumes(compose, mlflo
                  "data.cache=none", "model=small_cnn", f"trainer={trainer}", "trainer.epochs=3",
                  "trainer.batch_size=8", "optimizer.learning_rate=0.01", mlflow_store.override,
                  "data.augment=[{RandomFlip: {mode: horizontal}}]"]
-    with pytest.raises(Exception):
+    with pytest.raises(TrainingStopped):
         run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
                      RunOptions(callbacks=[StopAfterFirstEpoch()]))
     (killed,) = mlflow_store.runs()
@@ -206,9 +209,11 @@ def test_a_streamed_folder_trains_with_either_trainer_and_resumes(compose, mlflo
 AUGMENT_ERRORS = {
     "unknown layer": ("[{RandomFlipp: {mode: horizontal}}]", "data.augment[0]=RandomFlipp: not a Keras preprocessing "
                                                               "layer; did you mean RandomFlip"),
-    "bad argument": ("[{RandomRotation: {factr: 0.1}}]", "data.augment[0] (RandomRotation): bad arguments {'factr': 0.1}"),
+    "bad argument": ("[{RandomRotation: {factr: 0.1}}]",
+                     "data.augment[0] (RandomRotation): bad arguments {'factr': 0.1}"),
     "not preprocessing": ("[{Dense: {units: 3}}]", "data.augment[0]=Dense: not a preprocessing layer; allowed: "),
-    "changes the shape": ("[{RandomCrop: {height: 4, width: 4}}]", "data.augment turns (8, 8, 1) images into (4, 4, 1)"),
+    "changes the shape": ("[{RandomCrop: {height: 4, width: 4}}]",
+                          "data.augment turns (8, 8, 1) images into (4, 4, 1)"),
     "two layers in one entry": ("[{RandomFlip: {}, RandomZoom: {height_factor: 0.1}}]", "each entry names one layer"),
 }
 
@@ -228,7 +233,8 @@ def test_augmentation_is_seeded_and_touches_only_training_batches() -> None:
     settings = data_settings("data.augment=[{RandomRotation: {factor: 0.2}}]")
 
     def first_batch(seed: int) -> np.ndarray:
-        return next(iter(inputs.training_batches(data, 64, seed=0, augment=inputs.augmentation(settings, (8, 8, 1), seed))))[0].numpy()
+        augment = inputs.augmentation(settings, (8, 8, 1), seed)
+        return next(iter(inputs.training_batches(data, 64, seed=0, augment=augment)))[0].numpy()
 
     plain = next(iter(inputs.training_batches(data, 64, seed=0)))[0].numpy()
     assert not np.allclose(first_batch(1), plain) and np.allclose(first_batch(1), first_batch(1))
@@ -239,18 +245,19 @@ def test_augmentation_is_seeded_and_touches_only_training_batches() -> None:
 
 @pytest.mark.parametrize("trainer", ["fit", "custom"])
 @pytest.mark.parametrize("augment", ["[]", "[{RandomRotation: {factor: 0.2}},{RandomZoom: {height_factor: 0.2}}]"])
-def test_a_resumed_run_sees_the_batches_dropout_and_augmentation_of_the_uninterrupted_run(compose, mlflow_store, tmp_path,
-                                                                                   trainer, augment):
+def test_a_resumed_run_sees_the_batches_dropout_and_augmentation_of_the_uninterrupted_run(
+        compose, mlflow_store, tmp_path, trainer, augment):
     from tests.pipeline.test_core import StopAfterFirstEpoch
 
     overrides = ["deterministic=true", f"trainer={trainer}", "trainer.epochs=3", mlflow_store.override,
                  f"data.augment={augment}", "model.dropout=0.3"]
     uninterrupted = run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'whole'}")))
-    with pytest.raises(Exception):
+    with pytest.raises(TrainingStopped):
         run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
                      RunOptions(callbacks=[StopAfterFirstEpoch()]))
     killed = next(run for run in mlflow_store.runs() if run.info.status == "KILLED")
-    resumed = run_pipeline(validate(compose(*overrides, f"resume={killed.info.run_id}", f"output_dir={tmp_path / 'b'}")))
+    resumed = run_pipeline(validate(compose(*overrides, f"resume={killed.info.run_id}",
+                                            f"output_dir={tmp_path / 'b'}")))
 
     assert resumed.history["loss"] == uninterrupted.history["loss"]
     assert resumed.history["val_accuracy"] == uninterrupted.history["val_accuracy"]

@@ -26,7 +26,8 @@ def test_sweep_syntax_expands_as_hydras_basic_sweeper_does():
 
 def test_a_bad_value_in_a_later_job_fails_the_whole_multirun():
     assert len(check_jobs(["optimizer.learning_rate=0.1,0.01"], multirun=True)) == 2
-    with pytest.raises(PipelineError, match=r"^job #2 of 3: optimizer.learning_rate=-1: input should be greater than 0$"):
+    with pytest.raises(PipelineError,
+                       match=r"^job #2 of 3: optimizer.learning_rate=-1: input should be greater than 0$"):
         check_jobs(["optimizer.learning_rate=0.1,0.01,-1"], multirun=True)
     with pytest.raises(PipelineError, match=r"^trainer.epochs=0: input should be greater than or equal to 1$"):
         check_jobs(["trainer.epochs=0"], multirun=False)

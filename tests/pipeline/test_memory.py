@@ -12,7 +12,12 @@ from pipeline.memory import release_memory
 def test_release_memory_frees_earlier_runs_and_their_traced_graphs(monkeypatch):
     graphs = weakref.WeakSet()  # every FuncGraph TensorFlow traces from here on
     make_graph = func_graph.FuncGraph.__init__
-    monkeypatch.setattr(func_graph.FuncGraph, "__init__", lambda self, *a, **k: (make_graph(self, *a, **k), graphs.add(self))[0])
+
+    def tracked_init(self, *args, **kwargs):
+        make_graph(self, *args, **kwargs)
+        graphs.add(self)
+
+    monkeypatch.setattr(func_graph.FuncGraph, "__init__", tracked_init)
     x, y = np.zeros((8, 4), np.float32), np.zeros((8,), np.int32)
     for _ in range(2):  # the first release freezes what survives it; later ones must still free new garbage
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])

@@ -15,7 +15,6 @@ from pipeline.compose import compose_config, validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.model import build_model
 
-
 # --- the example's network, verbatim (Keras 3: `import keras; from keras import layers`) ---------------------------
 
 
@@ -74,7 +73,9 @@ def scratch_xception(*overrides: str):
 def _sources(value) -> list[str]:
     """Names of the layers whose outputs a layer's inbound node takes, in order."""
     if isinstance(value, dict):
-        history = value.get("config", {}).get("keras_history") if value.get("class_name") == "__keras_tensor__" else None
+        history = None
+        if value.get("class_name") == "__keras_tensor__":
+            history = value.get("config", {}).get("keras_history")
         return [history[0]] if history else [name for item in value.values() for name in _sources(item)]
     if isinstance(value, (list, tuple)):
         return [name for item in value for name in _sources(item)]
@@ -118,7 +119,8 @@ def test_same_layers_settings_and_wiring_as_the_example_up_to_the_head(input_sha
     # the input, the entry block's 3, 9 in each of 3 residual blocks, 3 + pooling + dropout, the head; no Rescaling
     assert len(ours) == len(example) == 37
     assert ours[:-1] == example[:-1]
-    (our_class, our_head, our_shape, our_sources), (example_class, _, example_shape, example_sources) = ours[-1], example[-1]
+    our_class, our_head, our_shape, our_sources = ours[-1]
+    example_class, _, example_shape, example_sources = example[-1]
     assert (our_class, our_shape, our_sources) == (example_class, example_shape, example_sources)
     assert (our_head["units"], our_head["activation"]) == (num_classes, "softmax")
 
@@ -173,8 +175,9 @@ def test_the_images_from_scratch_preset_trains_on_a_folder(tmp_path):
     from tests.pipeline.test_inputs import photo_folder
 
     root = photo_folder(tmp_path / "photos", per_class=8, size=32)
-    settings = validate(compose_config(["experiment=images_from_scratch", f"data.path={root}", "data.image_size=[32,32]",
-                                        "trainer.epochs=1", "trainer.batch_size=8", "trainer.verbose=0",
+    settings = validate(compose_config(["experiment=images_from_scratch", f"data.path={root}",
+                                        "data.image_size=[32,32]", "trainer.epochs=1", "trainer.batch_size=8",
+                                        "trainer.verbose=0",
                                         "tracking=none", f"output_dir={tmp_path / 'out'}"]))
     assert settings.data.augment and settings.model.name == "scratch_xception"
     result = run_pipeline(settings)

@@ -121,7 +121,8 @@ def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
+                         ids=["basic", "joblib"])
 def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher):
     if launcher:
         pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")

@@ -64,8 +64,10 @@ def test_early_stopping_ends_training_early(compose, tmp_path, trainer):
 
 @pytest.mark.parametrize("trainer", ["fit", "custom"])
 def test_a_diverging_run_stops_on_nan_and_fails_in_one_line(compose, tmp_path, trainer):
-    with pytest.raises(PipelineError, match="training diverged: loss became nan in epoch 1; lower optimizer.learning_rate"):
-        run(compose, tmp_path, f"trainer={trainer}", "optimizer=sgd", "optimizer.learning_rate=1e12", "trainer.epochs=5")
+    diverged = "training diverged: loss became nan in epoch 1; lower optimizer.learning_rate"
+    with pytest.raises(PipelineError, match=diverged):
+        run(compose, tmp_path, f"trainer={trainer}", "optimizer=sgd", "optimizer.learning_rate=1e12",
+            "trainer.epochs=5")
     state = TrainingState.read(tmp_path / "checkpoints")
     assert state.epochs_done == 1 and math.isnan(state.history["loss"][0])
 

@@ -99,7 +99,8 @@ def test_the_printed_link_lists_the_multirun_parent_with_its_children(ui_with_a_
 def test_open_shows_the_experiment_page_in_the_browser_once_the_server_answers(mlflow_store, tmp_path):
     opened = tmp_path / "opened"
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), "--open", mlflow_store.override],
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), "--open",
+                               mlflow_store.override],
                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True,
                               env={**os.environ, "BROWSER": f"sh -c 'echo \"%s\" > {opened}'"})  # webbrowser's hook
@@ -134,4 +135,5 @@ def test_ui_with_tracking_none_is_one_line_and_exit_2():
     result = subprocess.run([sys.executable, "-m", "pipeline.ui", "tracking=none"], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: tracking=none: there is no store to browse; use tracking=local or tracking.uri=..."
+    assert result.stderr.strip() == ("error: tracking=none: there is no store to browse; "
+                                     "use tracking=local or tracking.uri=...")

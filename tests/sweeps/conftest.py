@@ -73,7 +73,8 @@ def postgres_url() -> Iterator[str]:
         return
     binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     if not binaries or shutil.which("runuser") is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql) and KERASTRACK_TEST_POSTGRES_URL is unset")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql) "
+                    "and KERASTRACK_TEST_POSTGRES_URL is unset")
     bin_dir = binaries[-1]
     data = Path(tempfile.mkdtemp(prefix="kerastrack-pgdata-"))  # not under pytest's root-only tmp dir
     if os.geteuid() == 0:

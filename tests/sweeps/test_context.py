@@ -46,5 +46,6 @@ def test_a_dead_workers_trial_is_failed_queued_again_and_its_run_closed_killed(s
     assert retry.state == TrialState.WAITING and retry.user_attrs[RETRY_OF] == failed.number
     again = study.ask()  # the retry, with the dead trial's parameters
     assert again.number == retry.number
-    assert again.suggest_float("optimizer.learning_rate", 1e-4, 1e-1, log=True) == failed.params["optimizer.learning_rate"]
+    suggested = again.suggest_float("optimizer.learning_rate", 1e-4, 1e-1, log=True)
+    assert suggested == failed.params["optimizer.learning_rate"]
     assert sweep.runs.client.get_run(run_id).info.status == "KILLED"

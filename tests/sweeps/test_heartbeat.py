@@ -31,7 +31,8 @@ def test_a_dead_workers_trial_is_queued_again_up_to_max_retries_and_stops_counti
         dead.set_user_attr(HEARTBEAT, time.time() - 10)
         fail_stale_trials(study, grace_period=2, max_retries=2, on_failed=lambda trial: None)
         retry = study.trials[-1]
-        assert retry.state == TrialState.WAITING and retry.params == {} and retry.system_attrs["fixed_params"] == {"x": 0.25}
+        assert retry.state == TrialState.WAITING and retry.params == {}
+        assert retry.system_attrs["fixed_params"] == {"x": 0.25}
         assert (retry.user_attrs[RETRY_OF], retry.user_attrs[RETRIES]) == (dead.number, expected_retries)
         assert counted_trials(study) == 0  # failed by a dead worker and queued again: not one of n_trials
     last = study.ask()

@@ -14,7 +14,8 @@ from tests.sweeps.conftest import runs_of, study_of
 def test_a_sweep_searches_the_rotation_of_a_streamed_folder(sweep_overrides, tmp_path: Path):
     root = photo_folder(tmp_path / "photos", per_class=10)
     overrides = [
-        *(o for o in sweep_overrides if not o.startswith("model.")), "sweep.n_trials=3", "sweep.pruner=median", "sweep.pruner_startup_trials=1",
+        *(o for o in sweep_overrides if not o.startswith("model.")),
+        "sweep.n_trials=3", "sweep.pruner=median", "sweep.pruner_startup_trials=1",
         "data=images", f"data.path={root}", "data.color_mode=rgb", "data.image_size=[20,20]", "data.cache=none",
         "model=small_cnn", "trainer.batch_size=8",
         "data.augment=[{RandomFlip: {mode: horizontal}},{RandomRotation: {factor: 0.1}}]",

@@ -6,8 +6,7 @@ import pytest
 
 from pipeline.tracking.runs import close_run, create_run
 from sweeps.heartbeat import RETRY_OF
-from sweeps.mlflow_runs import (MODEL_ID_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR, STATE_TAG, STUDY_TAG, TRIAL_TAG,
-                                SweepRuns)
+from sweeps.mlflow_runs import MODEL_ID_ATTR, PARENT_RUN_ATTR, RUN_ID_ATTR, STATE_TAG, STUDY_TAG, TRIAL_TAG, SweepRuns
 from tests.pipeline.tracking.conftest import settings_for
 
 

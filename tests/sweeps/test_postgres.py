@@ -14,7 +14,8 @@ from tests.sweeps.conftest import TINY
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def test_three_workers_on_postgres_finish_exactly_n_trials_each_with_its_run(postgres_database, mlflow_server, tmp_path):
+def test_three_workers_on_postgres_finish_exactly_n_trials_each_with_its_run(
+        postgres_database, mlflow_server, tmp_path):
     overrides = [*TINY, f"sweep.storage={postgres_database}", "tracking=server", f"tracking.uri={mlflow_server}",
                  "sweep.n_trials=7", "sweep.pruner=none", "sweep.study_name=shared", f"sweep.trials_dir={tmp_path}/t"]
     workers = [subprocess.Popen([sys.executable, "-m", "sweeps.run", *overrides],

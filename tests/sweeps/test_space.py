@@ -23,7 +23,8 @@ def test_default_space_passes_its_checks():
         (["optimizer=sgd", "optimizer.momentum=0.9", "model.dropout=0.5"],
          {"optimizer": "sgd", "optimizer.learning_rate": 0.01, "model.dropout": 0.5, "optimizer.momentum": 0.9}),
         # outside the searched range: the sampler chooses that one
-        (["optimizer=sgd", "optimizer.learning_rate=0.5"], {"optimizer": "sgd", "model.dropout": 0.2, "optimizer.momentum": 0.0}),
+        (["optimizer=sgd", "optimizer.learning_rate=0.5"],
+         {"optimizer": "sgd", "model.dropout": 0.2, "optimizer.momentum": 0.0}),
     ],
 )
 def test_the_baseline_is_the_commands_own_values_of_the_searched_keys(overrides, expected):
@@ -36,7 +37,8 @@ def test_the_baseline_is_the_commands_own_values_of_the_searched_keys(overrides,
         ("sweep.params.dropout.key=model.dropuot", "sweep.params.dropout.key=model.dropuot: unknown config key"),
         ("sweep.params.dropout.low=0.7", "sweep.params.dropout: empty range low=0.7 >= high=0.6"),
         ("sweep.params.learning_rate.low=0", "sweep.params.learning_rate: log scale needs low > 0, got low=0"),
-        ("sweep.params.optimizer.choices=[sgd,adamm]", "unknown optimizer 'adamm'; choose from adam, adamw, rmsprop, sgd"),
+        ("sweep.params.optimizer.choices=[sgd,adamm]",
+         "unknown optimizer 'adamm'; choose from adam, adamw, rmsprop, sgd"),
         ("sweep.params.dropout.high=1.0", "sweep.params.dropout: model.dropout=1.0: input should be less than 1"),
         ("sweep.params.momentum.when={optimizer: nadam}", "when: optimizer='nadam' is not one of its choices"),
     ],

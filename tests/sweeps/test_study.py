@@ -7,8 +7,18 @@ from optuna.trial import TrialState
 
 from pipeline.errors import PipelineError
 from sweeps.settings import load
-from sweeps.study import (ClaimLock, claim_trial, counted_trials, make_pruner, make_sampler, make_storage, open_study,
-                          startup_trials, storage_location, worker_seed)
+from sweeps.study import (
+    ClaimLock,
+    claim_trial,
+    counted_trials,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    open_study,
+    startup_trials,
+    storage_location,
+    worker_seed,
+)
 
 
 def settings(*overrides: str):

@@ -37,7 +37,7 @@ def test_sweep_logs_parent_and_child_runs_and_resumes_to_the_total(sweep_overrid
     assert parent.data.tags["reproduce_command"] == summary.command
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")} >= {
         "optuna/optimization_history.png", "optuna/parallel_coordinate.png", "optuna/intermediate_values.png"}
-    for number, child in children.items():
+    for child in children.values():
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["optuna.state"] == "COMPLETE" and child.info.status == "FINISHED"
         assert "optuna.param.optimizer.learning_rate" in child.data.tags

@@ -9,15 +9,16 @@ import time
 import pytest
 from optuna.trial import TrialState
 
+from pipeline.worker_slots import WorkerSlot, plan_slots
 from sweeps.heartbeat import RETRY_OF
 from sweeps.mlflow_runs import RUN_ID_ATTR
-from pipeline.worker_slots import WorkerSlot, plan_slots
 from tests.sweeps.conftest import runs_of, study_of
 
 
 def test_slots_split_cores_and_deal_gpus_round_robin():
     assert plan_slots(1, 16, ["0", "1"]) == [WorkerSlot(0, 0, 0)]
-    assert plan_slots(3, 8, ["0", "1"]) == [WorkerSlot(0, 2, 1, "0"), WorkerSlot(1, 2, 1, "1"), WorkerSlot(2, 2, 1, "0")]
+    assert plan_slots(3, 8, ["0", "1"]) == [
+        WorkerSlot(0, 2, 1, "0"), WorkerSlot(1, 2, 1, "1"), WorkerSlot(2, 2, 1, "0")]
     assert plan_slots(4, 2, []) == [WorkerSlot(i, 1, 1) for i in range(4)]
     assert WorkerSlot(0, 2, 1).overrides(intra_set=0, inter_set=4) == ["device.intra_op_threads=2"]
 

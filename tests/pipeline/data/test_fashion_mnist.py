@@ -12,7 +12,11 @@ import pytest
 from pipeline.data import load_data
 from pipeline.data.fashion_mnist import FASHION_FILES, FASHION_NAMES
 from tests.pipeline.data.conftest import (
-    GRAY_OF_LABEL, assert_images_match_labels, data_settings, error_message, labeled_arrays,
+    GRAY_OF_LABEL,
+    assert_images_match_labels,
+    data_settings,
+    error_message,
+    labeled_arrays,
 )
 
 

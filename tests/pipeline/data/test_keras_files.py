@@ -9,7 +9,6 @@ import pytest
 from pipeline.data.fashion_mnist import FASHION_FILES
 from tests.pipeline.data.conftest import data_settings, error_message
 
-
 KERAS_SOURCES = pytest.mark.parametrize(
     "source, folder, first_file", [("mnist", "", "mnist.npz"), ("fashion_mnist", "fashion-mnist", FASHION_FILES[0])]
 )

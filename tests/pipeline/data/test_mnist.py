@@ -6,7 +6,11 @@ from pathlib import Path
 
 from pipeline.data import load_data
 from tests.pipeline.data.conftest import (
-    GRAY_OF_LABEL, assert_images_match_labels, data_settings, labeled_arrays, write_npz,
+    GRAY_OF_LABEL,
+    assert_images_match_labels,
+    data_settings,
+    labeled_arrays,
+    write_npz,
 )
 
 

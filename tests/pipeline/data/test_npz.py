@@ -8,7 +8,12 @@ import numpy as np
 
 from pipeline.data import load_data
 from tests.pipeline.data.conftest import (
-    GRAY_OF_LABEL, assert_images_match_labels, error_message, labeled_arrays, npz_settings, write_npz,
+    GRAY_OF_LABEL,
+    assert_images_match_labels,
+    error_message,
+    labeled_arrays,
+    npz_settings,
+    write_npz,
 )
 
 

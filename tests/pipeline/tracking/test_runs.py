@@ -1,11 +1,11 @@
-"""Runs of every kind in a real SQLite store: the experiment, new and nested runs, parents that end as their jobs did."""
+"""Runs of every kind in a real SQLite store: the experiment, new and nested runs,
+parents that end as their jobs did."""
 
 import pytest
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.errors import PipelineError
-from pipeline.tracking.runs import (EXPERIMENT_KIND, close_parent_run, close_run, create_run, experiment_id,
-                                    reopen_run)
+from pipeline.tracking.runs import EXPERIMENT_KIND, close_parent_run, close_run, create_run, experiment_id, reopen_run
 from tests.pipeline.tracking.conftest import settings_for
 
 
@@ -27,7 +27,8 @@ def test_the_experiment_is_created_once_with_its_artifacts_beside_the_database(m
 def test_a_deleted_experiment_is_refused_in_one_line(mlflow_store, tracking):
     client = mlflow_store.client()
     client.delete_experiment(experiment_id(client, tracking, mlflow_store.uri))
-    with pytest.raises(PipelineError, match=r"^tracking\.experiment=runs-test: that experiment is deleted in .*restore"):
+    with pytest.raises(PipelineError,
+                       match=r"^tracking\.experiment=runs-test: that experiment is deleted in .*restore"):
         experiment_id(client, tracking, mlflow_store.uri)
 
 

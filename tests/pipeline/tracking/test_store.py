@@ -11,8 +11,8 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.store import check_store
-from tests.ports import free_port
 from tests.pipeline.tracking.conftest import open_and_close, settings_for
+from tests.ports import free_port
 
 
 def test_tracking_uri_is_absolute_and_none_without_tracking(tmp_path, monkeypatch):
