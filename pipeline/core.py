@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import shutil
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -127,8 +126,8 @@ def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Pat
     if settings.output_dir:
         path = Path(settings.output_dir).expanduser().resolve()
     else:
-        folder = f"{time.strftime('%H-%M-%S')}-{secrets.token_hex(2)}"
-        path = Path("outputs").resolve() / time.strftime("%Y-%m-%d") / folder
+        now = datetime.now()  # the layout of conf/config.yaml's hydra.run.dir, for callers outside the CLI
+        path = Path("outputs").resolve() / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S-%f")
     path.mkdir(parents=True, exist_ok=True)
     yield path
 
