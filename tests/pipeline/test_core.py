@@ -100,3 +100,13 @@ def test_a_network_that_cannot_be_built_records_no_run(compose, mlflow_store, tm
     with pytest.raises(PipelineError, match=r"^model=small_cnn cannot take 8x8x1 inputs"):
         run_pipeline(validate(compose("model=small_cnn", mlflow_store.override, f"output_dir={tmp_path}")))
     assert mlflow_store.runs() == []
+
+
+def test_without_an_output_dir_a_run_gets_the_cli_layout_of_folders(compose, tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    result = run_pipeline(validate(compose("tracking=none", "trainer.epochs=1")))
+    relative = result.output_dir.relative_to(tmp_path)
+    assert re.fullmatch(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", str(relative)), relative
+    assert (result.output_dir / "metrics.json").exists()
