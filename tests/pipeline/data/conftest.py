@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +65,16 @@ def stored_pixels(split: Split) -> np.ndarray:
     """A split's images as the source holds them in memory (before the input pipeline scales them)."""
     assert split.pixels is not None
     return split.pixels[split.rows]
+
+
+def run_cli_noting_tensorflow(*overrides: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.run <overrides>` in a subprocess whose stdout ends with whether TensorFlow was imported
+    (the CLI exits 2 through SystemExit; the wrapper reports afterwards)."""
+    script = (
+        "import runpy, sys\n"
+        f"sys.argv = ['pipeline.run', *{list(overrides)!r}]\n"
+        "try:\n    runpy.run_module('pipeline.run', run_name='__main__')\n"
+        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[3])

@@ -10,7 +10,12 @@ import pytest
 from PIL import Image
 
 from pipeline.data import load_data
-from tests.pipeline.data.conftest import assert_images_match_labels, data_settings, error_message
+from tests.pipeline.data.conftest import (
+    assert_images_match_labels,
+    data_settings,
+    error_message,
+    run_cli_noting_tensorflow,
+)
 
 
 def write_image(path: Path, size: tuple[int, int], color: int | tuple[int, int, int]) -> None:
@@ -149,20 +154,9 @@ def test_auto_cache_streams_a_folder_too_large_for_the_memory_budget(tmp_path: P
 
 
 def test_a_bad_file_stops_the_command_line_before_tensorflow_with_exit_2(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     write_class_folders(tmp_path, {"cats": 10, "dogs": 90}, per_class=3)
     (tmp_path / "dogs" / "page.jpg").write_text("<html>404</html>")
-    # The CLI exits 2 through SystemExit; the wrapper then reports whether TensorFlow was ever imported.
-    script = (
-        "import runpy, sys\n"
-        f"sys.argv = ['pipeline.run', 'data=images', 'data.path={tmp_path}', 'tracking=none']\n"
-        "try:\n    runpy.run_module('pipeline.run', run_name='__main__')\n"
-        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[3])
+    result = run_cli_noting_tensorflow("data=images", f"data.path={tmp_path}", "tracking=none")
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/dogs/page.jpg: not an image (UnidentifiedImageError")

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import load_data
-from tests.pipeline.data.conftest import data_settings, labeled_arrays, npz_settings, write_npz
+from tests.pipeline.data.conftest import (
+    data_settings,
+    labeled_arrays,
+    npz_settings,
+    run_cli_noting_tensorflow,
+    write_npz,
+)
 
 
 def test_max_train_samples_truncates_only_the_training_split() -> None:
@@ -45,15 +51,7 @@ def test_loading_digits_does_not_import_tensorflow() -> None:
 
 def test_a_data_error_from_the_command_line_comes_before_tensorflow(tmp_path: Path) -> None:
     path = write_npz(tmp_path / "bad.npz", {**labeled_arrays(), "y_train": np.full(40, 9.5)})
-    # The CLI exits 2 through SystemExit; the wrapper then reports whether TensorFlow was ever imported.
-    script = (
-        "import runpy, sys\n"
-        f"sys.argv = ['pipeline.run', 'data=npz', 'data.path={path}', 'tracking=none']\n"
-        "try:\n    runpy.run_module('pipeline.run', run_name='__main__')\n"
-        "finally:\n    print('tensorflow imported:', 'tensorflow' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[3])
+    result = run_cli_noting_tensorflow("data=npz", f"data.path={path}", "tracking=none")
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == f"error: data.path={path}: y_train holds non-integer labels (e.g. 9.5); " \
                                     "allowed: integer class indices", result.stderr
