@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -35,7 +36,6 @@ class TrainingState:
             for variable, value in zip(random_variables(model, augment), self.random_state, strict=True):
                 variable.assign(value)
 
-
     @classmethod
     def read(cls, checkpoint_dir: Path) -> "TrainingState":
         return cls(**json.loads((checkpoint_dir / STATE).read_text()))
@@ -53,7 +53,8 @@ def random_variables(model: keras.Model, augment: keras.Model | None) -> list[ke
 def checkpoint_callbacks(
     checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState, augment: keras.Model | None = None
 ) -> list[keras.callbacks.Callback]:
-    """Save the last model, the best one by the monitored metric, and the state file, every epoch."""
+    """Save the last model, the best one by the monitored metric, and the state file, every epoch. `state`, what the
+    run resumed from (empty for a new run), is not changed: the writer continues a copy of it."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     return [_CheckpointWriter(checkpoint_dir, settings, state, augment)]
 
@@ -67,7 +68,7 @@ class _CheckpointWriter(keras.callbacks.Callback):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
         self.settings = settings
-        self.state = state
+        self.state = copy.deepcopy(state)
         self.augment = augment
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

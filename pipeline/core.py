@@ -90,23 +90,23 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
         print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
               f"trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
               f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
-        trainer.train(
+        history = trainer.train(
             settings.trainer, model, data, placement, run_callbacks,
             steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
-            augment=augment,
+            earlier_history=state.history, augment=augment,
         )
-        _check_finite(state.history)
+        _check_finite(history)
         if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
             model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
         evaluation = evaluate_model(model, data, settings.trainer.batch_size)
         model_id = tracker.log_results(
-            model=model, data=data, history=state.history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
-            artifacts=options.log_artifacts_if is None or options.log_artifacts_if(state.history, evaluation.metrics),
+            model=model, data=data, history=history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
+            artifacts=options.log_artifacts_if is None or options.log_artifacts_if(history, evaluation.metrics),
         )
         run_id = tracker.run_id
 
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
-    return RunResult(settings, state.history, evaluation.metrics, placement.devices, output_dir, run_id, model_id)
+    return RunResult(settings, history, evaluation.metrics, placement.devices, output_dir, run_id, model_id)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
@@ -166,11 +166,14 @@ def train(
     steps_per_execution: int,
     seed: int,
     initial_epoch: int = 0,
+    earlier_history: Mapping[str, list[float]] | None = None,
     augment: keras.Sequential | None = None,
-) -> None:
+) -> dict[str, list[float]]:
     """Train a compiled model from `initial_epoch` to `settings.epochs`, `steps_per_execution` steps per compiled
-    call; callbacks see every epoch's logs. A SIGTERM stops it between two calls (KeyboardInterrupt). An image file
-    that fails to decode mid-epoch ends it with a one-line error naming the file (the last checkpoint stays)."""
+    call; callbacks see every epoch's logs. Returns the run's per-epoch logs (Keras's History): `earlier_history`,
+    a resumed run's first `initial_epoch` epochs, then this call's. A SIGTERM stops it between two calls
+    (KeyboardInterrupt). An image file that fails to decode mid-epoch ends it with a one-line error naming the file
+    (the last checkpoint stays)."""
     train_batches = inputs.training_batches(data, settings.batch_size, seed, augment, first_epoch=initial_epoch)
     val_batches = inputs.evaluation_batches(data, "validation", settings.batch_size)
     # What compile(steps_per_execution=N) sets; both trainers read it (fit's train and test functions are
@@ -180,9 +183,9 @@ def train(
     model.make_test_function(force=True)
     with stop.deferred_during_training():
         try:
-            TRAINERS[settings.name](
-                settings, model, train_batches, val_batches, placement, [*callbacks, StopOnRequest(placement)],
-                initial_epoch,
+            history = TRAINERS[settings.name](
+                settings=settings, model=model, train_batches=train_batches, val_batches=val_batches,
+                placement=placement, callbacks=[*callbacks, StopOnRequest(placement)], initial_epoch=initial_epoch,
             )
         except tf.errors.InvalidArgumentError:
             bad = data.image_files and (inputs.undecodable_file(data, data.train)
@@ -192,11 +195,13 @@ def train(
             raise PipelineError(f"{bad}: TensorFlow cannot decode this image (found mid-training; the last checkpoint "
                                 "is kept); fix or remove it, or set data.skip_bad_images=true "
                                 "to skip such files") from None
+    earlier = earlier_history or {}
+    return {key: [*earlier.get(key, []), *history.get(key, [])] for key in {**earlier, **history}}
 
 
-def _fit(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
+def _fit(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> dict[str, list[float]]:
     steps = int(train_batches.cardinality())
-    model.fit(
+    return model.fit(
         train_batches,
         validation_data=val_batches,
         # Given, Keras reads one shuffled order per epoch (as the custom loop does), so a resumed run's epoch k is
@@ -207,16 +212,17 @@ def _fit(settings, model, train_batches, val_batches, placement, callbacks, init
         callbacks=callbacks,
         verbose=settings.verbose,
         shuffle=False,  # the tf.data pipeline already shuffles, seeded
-    )
+    ).history
 
 
-def _custom(settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> None:
-    GradientTapeLoop(model, placement.strategy, train_batches, val_batches).fit(
+def _custom(*, settings, model, train_batches, val_batches, placement, callbacks,
+            initial_epoch) -> dict[str, list[float]]:
+    return GradientTapeLoop(model, placement.strategy, train_batches, val_batches).fit(
         train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch
     )
 
 
-TRAINERS: dict[str, Callable[..., None]] = {"fit": _fit, "custom": _custom}
+TRAINERS: dict[str, Callable[..., dict[str, list[float]]]] = {"fit": _fit, "custom": _custom}
 
 
 class GradientTapeLoop:
@@ -302,7 +308,9 @@ class GradientTapeLoop:
             results.update(result if isinstance(result, dict) else {metric.name: result})
         return results
 
-    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int) -> None:
+    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks,
+            initial_epoch: int) -> dict[str, list[float]]:
+        """Train from `initial_epoch`; returns this call's per-epoch logs, as model.fit's History has them."""
         steps = self.epoch_steps
         # Across workers, each takes its share of every global batch (the row dataset has no files to shard).
         sharding = tf.data.Options()
@@ -323,6 +331,7 @@ class GradientTapeLoop:
             if self.model.stop_training:
                 break
         callback_list.on_train_end(logs)
+        return self.model.history.history  # CallbackList(add_history=True) set its History on the model
 
     def _train_epoch(self, train_batches, callback_list: keras.callbacks.CallbackList) -> dict[str, float]:
         """One pass over the training batches, `steps_per_execution` per call; the epoch's training logs."""

@@ -73,6 +73,22 @@ def test_a_diverging_run_stops_on_nan_and_fails_in_one_line(compose, tmp_path, t
 
 
 @pytest.mark.parametrize("trainer_name", ["fit", "custom"])
+def test_train_returns_the_history_of_the_whole_run_after_a_resumed_runs_earlier_epochs(compose, trainer_name):
+    settings = validate(compose(f"trainer={trainer_name}", "trainer.epochs=3"))
+    data = load_data(settings.data)
+    placement = place(settings.device)
+    model = build_model(settings.model, data.input_shape, data.num_classes)
+    trainer.compile_model(settings.trainer, model, keras.optimizers.Adam(), placement)
+    earlier = {"loss": [9.0], "accuracy": [0.1], "val_loss": [9.5], "val_accuracy": [0.2]}
+    history = trainer.train(settings.trainer, model, data, placement, [], steps_per_execution=4, seed=0,
+                            initial_epoch=1, earlier_history=earlier)
+    assert set(history) == set(earlier)
+    assert all(len(values) == 3 and values[0] == earlier[key][0] for key, values in history.items())
+    assert history["loss"][2] < history["loss"][1] < 9.0
+    assert earlier["loss"] == [9.0]  # the caller's history is not changed
+
+
+@pytest.mark.parametrize("trainer_name", ["fit", "custom"])
 @pytest.mark.parametrize("steps_per_execution", [1, 4])
 def test_sigterm_during_training_stops_within_one_call(compose, trainer_name, steps_per_execution):
     settings = validate(compose(f"trainer={trainer_name}", "trainer.epochs=50"))
