@@ -44,21 +44,27 @@ def build_model(settings: ModelSettings, input_shape: tuple[int, int, int], num_
     import keras
 
     if isinstance(settings, PythonModel):
-        model = _call_builder(settings, input_shape, num_classes)
+        network = _call_builder(settings, input_shape, num_classes)
         if settings.input_scale == 1.0:
-            return model
-    inputs = keras.Input(shape=input_shape, name="image")
-    features = inputs
-    if settings.input_scale != 1.0:
-        features = keras.layers.Rescaling(settings.input_scale, name="input_scale")(features)
-    if isinstance(settings, PythonModel):
-        outputs = model(features)
-    else:
-        for index, (name, arguments) in enumerate(layer_specs(settings)):
-            features = _apply(_make_layer(name, arguments, index, settings), features, index, settings, input_shape)
-        # float32 output even under the mixed_float16 policy, so the softmax and the loss stay stable.
-        outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(features)
+            return network  # the user's model as they built it
+        inputs, features = _image_input(settings, input_shape)
+        return keras.Model(inputs, network(features), name=settings.name)
+    inputs, features = _image_input(settings, input_shape)
+    for index, (name, arguments) in enumerate(layer_specs(settings)):
+        features = _apply(_make_layer(name, arguments, index, settings), features, index, settings, input_shape)
+    # float32 output even under the mixed_float16 policy, so the softmax and the loss stay stable.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(features)
     return keras.Model(inputs, outputs, name=settings.name)
+
+
+def _image_input(settings: ModelSettings, input_shape: tuple[int, int, int]) -> tuple[Any, Any]:
+    """The symbolic image input, and what the network reads: the images times `model.input_scale`, unless 1."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    if settings.input_scale == 1.0:
+        return inputs, inputs
+    return inputs, keras.layers.Rescaling(settings.input_scale, name="input_scale")(inputs)
 
 
 def _where(settings: ModelSettings, index: int, name: str) -> str:

@@ -188,6 +188,18 @@ def test_a_builder_from_the_working_directory_gets_shapes_and_kwargs(user_models
     assert model.count_params() == (64 * 16 + 16) + (16 * 5 + 5)
 
 
+def test_a_builders_model_is_returned_as_built_unless_input_scale_wraps_it(user_models):
+    plain = build_model(model_settings("model=python", "model.builder=my_models:build"), DIGITS, num_classes=5)
+    scaled = build_model(model_settings("model=python", "model.builder=my_models:build", "model.input_scale=255"),
+                         DIGITS, num_classes=5)
+    assert plain.name == "mine_8" and not any(layer.name == "input_scale" for layer in plain.layers)
+    assert scaled.name == "python" and scaled.count_params() == plain.count_params()
+    images = np.full((1, *DIGITS), 0.5, dtype="float32")
+    np.testing.assert_allclose(scaled.get_layer("input_scale")(images), 127.5)
+    inner = scaled.get_layer("mine_8")
+    np.testing.assert_allclose(scaled(images), inner(images * 255), rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "builder, message",
     [
