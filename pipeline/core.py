@@ -10,7 +10,7 @@ import json
 import math
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,11 +20,11 @@ import keras
 
 from pipeline import checkpoints, device, inputs, tracking, trainer
 from pipeline.config import Settings
-from pipeline.data import load_data
+from pipeline.data import Dataset, load_data
 from pipeline.errors import PipelineError
 from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
-from pipeline.scoring import evaluate_model
+from pipeline.scoring import Evaluation, evaluate_model
 
 # Given a finished run's per-epoch history and test metrics: whether to log its model and plots.
 ArtifactFilter = Callable[[dict[str, list[float]], dict[str, float]], bool]
@@ -53,6 +53,9 @@ class RunOptions:
     run_tags: Mapping[str, str] = field(default_factory=dict)
     # May skip the model and plots of a run not worth keeping (a sweep keeps its best trials'); never the metrics.
     log_artifacts_if: ArtifactFilter | None = None
+    # Called with the MLflow run's id as soon as it is recorded, before training (not with tracking=none, nor on a
+    # multi-worker run's other workers): a sweep maps its trial to the run before a kill can leave it unmapped.
+    on_run_start: Callable[[str], None] | None = None
 
 
 def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunResult:
@@ -65,48 +68,80 @@ def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunR
 def _run(settings: Settings, placement: device.Placement, output_dir: Path, options: RunOptions) -> RunResult:
     checkpoint_dir = output_dir / checkpoints.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
-    data = inputs.without_undecodable(load_data(settings.data))  # a disk or memory cache decodes here
-    # Built before the run is recorded: a network or augmentation that cannot work records nothing.
+    data, augment, model = _data_and_model(settings, placement)  # before the run is recorded
+    with _tracked_run(settings, placement, output_dir, options) as tracker:
+        if tracker.run_id and options.on_run_start:
+            options.on_run_start(tracker.run_id)
+        _log_inputs(tracker, settings, data, augment)
+        state = _resume_state(settings, tracker, checkpoint_dir)
+        model = _compiled_model(settings=settings, model=model, data=data, placement=placement, state=state,
+                                checkpoint_dir=checkpoint_dir)
+        history = _train(settings, model, data, placement, state=state, augment=augment, tracker=tracker,
+                         callbacks=options.callbacks, checkpoint_dir=checkpoint_dir)
+        evaluation = _evaluate(settings, model, data, checkpoint_dir)
+        model_id = _log_results(tracker, options, model=model, data=data, history=history, evaluation=evaluation)
+    (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
+    return RunResult(settings, history, evaluation.metrics, placement.devices, output_dir, tracker.run_id, model_id)
+
+
+def _data_and_model(settings: Settings, placement: device.Placement) -> tuple[Dataset, keras.Model | None, keras.Model]:
+    """The data (a disk or memory cache decodes here), the augmentation and the network: built before the run is
+    recorded, so a network or augmentation that cannot work records nothing."""
+    data = inputs.without_undecodable(load_data(settings.data))
     augment = inputs.augmentation(settings.data, data.input_shape, settings.seed)
     with placement.scope():
         model = build_model(settings.model, data.input_shape, data.num_classes)
+    return data, augment, model
 
-    with tracking.tracked_run(
+
+def _tracked_run(settings: Settings, placement: device.Placement, output_dir: Path,
+                 options: RunOptions) -> AbstractContextManager[tracking.RunTracker]:
+    return tracking.tracked_run(
         settings, overrides=options.overrides, output_dir=output_dir, parent_run_id=options.parent_run_id,
         tags={**placement.run_tags(), **options.run_tags}, record=placement.is_chief,
-    ) as tracker:
-        tracker.log_datasets(data)
-        if augment is not None and tracker.run_id:
-            tracker.log_training_examples(inputs.training_examples(data, augment, settings.seed))
-        state = _resume_state(settings, tracker, checkpoint_dir)
-        model = _compiled_model(settings, model, data, placement, state, checkpoint_dir)
-        run_callbacks = trainer.training_callbacks(
-            settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *options.callbacks],
-            augment,
-        )
-        state.restore_random_state(model, augment)
-        steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
-        tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
-        print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
-              f"trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
-              f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
-        history = trainer.train(
-            settings.trainer, model, data, placement, run_callbacks,
-            steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
-            earlier_history=state.history, augment=augment,
-        )
-        _check_finite(history)
-        if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
-            model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
-        evaluation = evaluate_model(model, data, settings.trainer.batch_size)
-        model_id = tracker.log_results(
-            model=model, data=data, history=history, test_metrics=evaluation.metrics, y_pred=evaluation.y_pred,
-            artifacts=options.log_artifacts_if is None or options.log_artifacts_if(history, evaluation.metrics),
-        )
-        run_id = tracker.run_id
+    )
 
-    (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
-    return RunResult(settings, history, evaluation.metrics, placement.devices, output_dir, run_id, model_id)
+
+def _log_inputs(tracker: tracking.RunTracker, settings: Settings, data: Dataset, augment: keras.Model | None) -> None:
+    tracker.log_datasets(data)
+    if augment is not None and tracker.run_id:
+        tracker.log_training_examples(inputs.training_examples(data, augment, settings.seed))
+
+
+def _train(settings: Settings, model: keras.Model, data: Dataset, placement: device.Placement, *,
+           state: checkpoints.TrainingState, augment: keras.Model | None, tracker: tracking.RunTracker,
+           callbacks: Sequence[keras.callbacks.Callback], checkpoint_dir: Path) -> dict[str, list[float]]:
+    """Train from where `state` stopped (epoch 0 for a new run); the whole run's per-epoch history."""
+    run_callbacks = trainer.training_callbacks(
+        settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *callbacks], augment,
+    )
+    state.restore_random_state(model, augment)
+    steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
+    tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
+    print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
+          f"trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
+          f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
+    history = trainer.train(
+        settings.trainer, model, data, placement, run_callbacks,
+        steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
+        earlier_history=state.history, augment=augment,
+    )
+    _check_finite(history)
+    return history
+
+
+def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_dir: Path) -> Evaluation:
+    if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
+        model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
+    return evaluate_model(model, data, settings.trainer.batch_size)
+
+
+def _log_results(tracker: tracking.RunTracker, options: RunOptions, *, model: keras.Model, data: Dataset,
+                 history: dict[str, list[float]], evaluation: Evaluation) -> str | None:
+    """The test metrics always; the model and plots unless `options.log_artifacts_if` says no. The model's id."""
+    keep_artifacts = options.log_artifacts_if is None or options.log_artifacts_if(history, evaluation.metrics)
+    return tracker.log_results(model=model, data=data, history=history, test_metrics=evaluation.metrics,
+                               y_pred=evaluation.y_pred, artifacts=keep_artifacts)
 
 
 @contextmanager
@@ -146,7 +181,8 @@ def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_d
     return state
 
 
-def _compiled_model(settings, model, data, placement, state, checkpoint_dir) -> keras.Model:
+def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, placement: device.Placement,
+                    state: checkpoints.TrainingState, checkpoint_dir: Path) -> keras.Model:
     with placement.scope():
         if state.epochs_done:
             # The .keras checkpoint carries the optimizer state too, so training continues where it stopped.

@@ -2,8 +2,9 @@
 
 The trial<->run mapping lives in both stores: the child run carries `optuna.study` / `optuna.trial` tags
 (set when run_pipeline creates it), and the trial gets the run id as its `mlflow_run_id` user attribute
-as soon as training starts. A trial's run is closed once, by the pipeline that trains it; only a worker killed
-mid-trial leaves a RUNNING run, which whoever fails the stale trial finds by either and closes as KILLED.
+as soon as the pipeline records the run (`RunOptions.on_run_start`). A trial's run is closed once, by the pipeline
+that trains it; only a worker killed mid-trial leaves a RUNNING run, which whoever fails the stale trial finds by
+either and closes as KILLED.
 """
 
 from __future__ import annotations

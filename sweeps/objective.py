@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import mlflow
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -43,10 +42,8 @@ class TrialReporter(keras.callbacks.Callback):
         super().__init__()
         self.trial = trial
         self.metric = metric
-        self.run_id: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._remember_run()
         value = (logs or {}).get(self.metric)
         if not is_epoch_metric(self.metric) or value is None or not math.isfinite(float(value)):
             return
@@ -54,12 +51,18 @@ class TrialReporter(keras.callbacks.Callback):
         if self.trial.should_prune():
             raise TrainingStopped(f"pruned after epoch {epoch + 1} ({self.metric}={float(value):.4f})")
 
-    def _remember_run(self) -> None:
-        """Store the trial->run mapping early, so a worker killed later still leaves it behind."""
-        run = mlflow.active_run()
-        if self.run_id is None and run is not None:
-            self.run_id = run.info.run_id
-            self.trial.set_user_attr(RUN_ID_ATTR, self.run_id)
+
+@dataclass
+class TrialRunLink:
+    """The trial's MLflow run, stored on the trial as soon as the pipeline records it (`RunOptions.on_run_start`),
+    so a worker killed later still leaves the mapping behind."""
+
+    trial: optuna.Trial
+    run_id: str | None = None
+
+    def __call__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.trial.set_user_attr(RUN_ID_ATTR, run_id)
 
 
 def objective_value(
@@ -99,21 +102,20 @@ class TrialRunner:
         cfg = self.configs.build(values)
         OmegaConf.update(cfg, "output_dir", str(self.trials_dir / f"trial-{trial.number:04d}"))
         reporter = TrialReporter(trial, self.objective.metric)
+        run = TrialRunLink(trial)
         overrides: Sequence[str] = [*self.configs.pipeline_overrides, *as_overrides(values)]
         try:
             result = run_pipeline(validate(cfg), RunOptions(
                 overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
                 run_tags=self.runs.trial_tags(trial, values) if self.runs else {},
-                log_artifacts_if=self._judge(trial),
+                log_artifacts_if=self._judge(trial), on_run_start=run,
             ))
         except TrainingStopped as stopped:
-            return TrialOutcome(TrialState.PRUNED, run_id=reporter.run_id, reason=str(stopped))
+            return TrialOutcome(TrialState.PRUNED, run_id=run.run_id, reason=str(stopped))
         except NonFiniteObjective as error:
-            return TrialOutcome(TrialState.FAIL, run_id=reporter.run_id, reason=str(error))
+            return TrialOutcome(TrialState.FAIL, run_id=run.run_id, reason=str(error))
         except Exception as error:  # noqa: BLE001 - a failing trial must not end the sweep
-            return TrialOutcome(TrialState.FAIL, run_id=reporter.run_id, reason=f"{type(error).__name__}: {error}")
-        if result.run_id:
-            trial.set_user_attr(RUN_ID_ATTR, result.run_id)
+            return TrialOutcome(TrialState.FAIL, run_id=run.run_id, reason=f"{type(error).__name__}: {error}")
         if result.model_id:
             trial.set_user_attr(MODEL_ID_ATTR, result.model_id)
         value = objective_value(result.history, result.test_metrics, self.objective)  # finite: judged above

@@ -110,3 +110,21 @@ def test_without_an_output_dir_a_run_gets_the_cli_layout_of_folders(compose, tmp
     relative = result.output_dir.relative_to(tmp_path)
     assert re.fullmatch(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}", str(relative)), relative
     assert (result.output_dir / "metrics.json").exists()
+
+
+def test_a_caller_gets_the_run_id_before_training_and_none_without_tracking(compose, mlflow_store, tmp_path):
+    run_ids: list[str] = []
+    known_at_training_start: list[list[str]] = []
+
+    class NoteRunIds(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            known_at_training_start.append(list(run_ids))
+
+    tracked = run_pipeline(validate(compose(mlflow_store.override, "trainer.epochs=1", f"output_dir={tmp_path / 'a'}")),
+                           RunOptions(callbacks=[NoteRunIds()], on_run_start=run_ids.append))
+    assert run_ids == [tracked.run_id] == [mlflow_store.runs()[0].info.run_id]
+    assert known_at_training_start == [[tracked.run_id]]
+
+    run_pipeline(validate(compose("tracking=none", "trainer.epochs=1", f"output_dir={tmp_path / 'b'}")),
+                 RunOptions(on_run_start=run_ids.append))
+    assert run_ids == [tracked.run_id]
