@@ -3,7 +3,10 @@
 Correctness is the point (the same losses); this prints what the cluster costs: samples/s of each, and the
 communication per step (the gradient all-reduce and the stop flag the workers agree on), the difference between
 the two step times. Epoch 1 (tracing) is left out; the time is the median of the later epochs' epoch_time.
-Usage: python benchmarks/multi_worker.py [model] [epochs]    (model: mlp (default) or small_cnn)
+Usage: python benchmarks/multi_worker.py [model] [epochs] [steps_per_execution]
+    model: mlp (default) or small_cnn; steps_per_execution: auto (default: the workers run 16 steps per call, the
+    single process what its probe picks) or a number for both (1: the workers also agree on the stop flag before
+    every step, not once per call)
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pipeline.data import load_data
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else "mlp"
 EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+STEPS_PER_EXECUTION = sys.argv[3] if len(sys.argv) > 3 else "auto"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist-sample.npz"
 SETUP = [f"model={MODEL}", "trainer=custom", f"trainer.epochs={EPOCHS}", "trainer.verbose=0", "trainer.batch_size=64",
-         "model.dropout=0", *(["data=npz", f"data.path={DATA}"] if DATA.exists() else [])]
+         "model.dropout=0", f"trainer.steps_per_execution={STEPS_PER_EXECUTION}",
+         *(["data=npz", f"data.path={DATA}"] if DATA.exists() else [])]
 
 
 def free_port() -> int:
@@ -78,7 +83,8 @@ def main() -> None:
     samples = len(load_data(validate(compose_config(SETUP)).data).train)
     steps = math.ceil(samples / 64)
     data = DATA.name if DATA.exists() else "digits"
-    print(f"cores: {os.cpu_count()}; model={MODEL}, {EPOCHS} epochs, global batch 64, {data}")
+    print(f"cores: {os.cpu_count()}; model={MODEL}, {EPOCHS} epochs, global batch 64, {data}, "
+          f"steps_per_execution={STEPS_PER_EXECUTION}")
     print(f"1 process:   epoch {single_time:.2f} s   losses {[round(v, 4) for v in single_losses]}")
     print(f"2 workers:   epoch {multi_time:.2f} s   losses {[round(v, 4) for v in multi_losses]}")
     largest = max(abs(a - b) / abs(b) for a, b in zip(multi_losses, single_losses))

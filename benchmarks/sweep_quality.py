@@ -8,6 +8,7 @@ for each budget and sampler seed: the best val_accuracy of
   - baseline:    the command's own config alone (Adam 1e-3, dropout 0.2), one run;
   - tpe:         `python -m sweeps.run` as configured (baseline trial 0, startup sized to the budget, median pruning);
   - random:      the same sweep with `sweep.sampler=random` (the control: what the sampler adds);
+  - tpe_startup5: TPE with 5 random starts (`sweep.startup_trials=5`, the n_trials/4 rule first tried at 20 trials);
   - tpe_no_baseline_startup10: TPE without the baseline trial and with Optuna's fixed 10 random startup trials
                  (close to the sweep before issue 9, which also modelled each parameter on its own);
   - keras_tuner: Keras Tuner's BayesianOptimization (its defaults) on the same space, network, data, split, seed
@@ -41,6 +42,7 @@ SETUP = ["model=small_cnn", "trainer.epochs=3", "trainer.verbose=0", "tracking=n
 SWEEPS = {  # our methods: the overrides each adds
     "tpe": [],
     "random": ["sweep.sampler=random"],
+    "tpe_startup5": ["sweep.startup_trials=5"],
     "tpe_no_baseline_startup10": ["sweep.baseline=false", "sweep.startup_trials=10"],  # close to before issue 9
 }
 

@@ -8,6 +8,11 @@ local minus none), the tracker's fixed cost split into its parts, and its per-ep
 callback's own time, median over all epochs). Targets: fixed <= 1.0 s per run, per-epoch <= 5 ms median.
 Each pair also runs tracking=local with tracking.system_metrics=false: what MLflow's system metrics add to a
 run's wall time (target <= 0.1 s), and the monitor's own start and stop.
+
+What it times is `run_pipeline` inside this one process, not a `python -m pipeline.run` process: MLflow's import,
+the store's pre-flight check (the CLI runs it in `jobs.check_jobs`; `run_pipeline` repeats it once per process and
+store, here in the warm-up pair) and the CLI's second upload of the run's log file after the run has closed
+(`jobs.run_job`) are outside every figure. `benchmarks/end_to_end.py` times whole processes.
 """
 
 from __future__ import annotations
