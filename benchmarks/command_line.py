@@ -29,8 +29,14 @@ ERRORS = {
 
 
 def run(arguments: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """`python -m pipeline.run <arguments>` as a whole process: its wall time and its output."""
+    return timed_process(["-m", "pipeline.run", *arguments])
+
+
+def timed_process(arguments: list[str]) -> tuple[float, subprocess.CompletedProcess]:
+    """`python <arguments>` from start to exit, TensorFlow's start-up log silenced."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "pipeline.run", *arguments], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, *arguments], capture_output=True, text=True,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     return time.perf_counter() - started, result
 

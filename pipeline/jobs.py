@@ -27,7 +27,6 @@ from pipeline import cluster
 from pipeline.compose import compose_config, hydra_on_conf, validate
 from pipeline.config import MlflowTracking, Settings, TrackingSettings
 from pipeline.credentials import redact_files
-from pipeline.data import load_data
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
 from pipeline.tracking.store import check_store, tracking_uri
@@ -78,6 +77,8 @@ def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
 
 def check_environment(settings: Settings) -> None:
     """What a checked config needs before any TensorFlow work starts: its data, its cluster, its tracking store."""
+    from pipeline.data import load_data  # NumPy and the readers: not before the configs are checked
+
     load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from pipeline.data import Dataset
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: a config error's path imports this module, and no NumPy or data readers
     import keras
+    import numpy as np
+
+    from pipeline.data import Dataset
 
 
 class RunTracker:

@@ -1,9 +1,13 @@
 """The jobs of a command line: Hydra's sweep syntax expanded, every job checked before any starts, a multirun's
 parent run."""
 
+import subprocess
+import sys
+
 import pytest
 from omegaconf import OmegaConf
 
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.jobs import MultirunParentRun, check_jobs, hydra_overrides, job_overrides
 
@@ -31,6 +35,22 @@ def test_a_bad_value_in_a_later_job_fails_the_whole_multirun():
         check_jobs(["optimizer.learning_rate=0.1,0.01,-1"], multirun=True)
     with pytest.raises(PipelineError, match=r"^trainer.epochs=0: input should be greater than or equal to 1$"):
         check_jobs(["trainer.epochs=0"], multirun=False)
+
+
+def test_a_config_error_is_found_without_numpy_or_the_data_readers():
+    """A typo fails in well under the time NumPy, scikit-learn and the readers take to import."""
+    script = (
+        "import sys\n"
+        "from pipeline.errors import PipelineError\n"
+        "from pipeline.jobs import check_jobs\n"
+        "try:\n    check_jobs(['optimizer.learnin_rate=1'], multirun=False)\n"
+        "except PipelineError as error:\n    print(error)\n"
+        "print(sorted(name for name in ('numpy', 'pipeline.data', 'sklearn') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert result.stdout.splitlines() == [
+        "optimizer.learnin_rate: unknown key; allowed: name, learning_rate, beta_1, beta_2, schedule, decay_rate",
+        "[]"], result.stderr
 
 
 def test_output_dir_is_hydras_run_or_sweep_dir():
