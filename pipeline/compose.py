@@ -17,7 +17,6 @@ from pydantic import ValidationError
 from pipeline.config import CONF_DIR, Settings
 from pipeline.errors import PipelineError
 
-
 # Keys that were replaced: their one-line error names the replacement.
 REPLACED_KEYS = {
     "device.mixed_precision": "device.precision (auto, float32, mixed_bfloat16 or mixed_float16; "

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.compose import compose_config, validate
-from pipeline.device import cpu_has_fast_bfloat16, place, resolve_precision
+from pipeline.device import cpu_has_fast_bfloat16, place, print_bfloat16_hint, resolve_precision
 from pipeline.errors import PipelineError
 
 
@@ -99,3 +99,13 @@ def test_auto_precision_on_gpus_follows_the_slowest_ones_compute_capability(monk
                         lambda gpu: {"compute_capability": capabilities[gpu]})
     gpus = [f"/GPU:{index}" for index in range(len(capabilities))]
     assert resolve_precision(device_settings("device.precision=auto"), gpus) == expected
+
+
+@without_gpu
+def test_float32_on_a_cpu_with_fast_bfloat16_hints_at_bfloat16_once(capsys, float32_after):
+    print_bfloat16_hint.cache_clear()
+    place(device_settings("device=cpu", "device.precision=float32"))
+    place(device_settings("device=cpu", "device.precision=float32"))
+    place(device_settings("device=cpu", "device.precision=mixed_bfloat16"))
+    hints = [line for line in capsys.readouterr().out.splitlines() if "device.precision=mixed_bfloat16" in line]
+    assert len(hints) == (1 if cpu_has_fast_bfloat16() else 0)
