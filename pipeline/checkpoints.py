@@ -30,6 +30,8 @@ class TrainingState:
     # The random generators of the model (dropout) and of data.augment at the epoch's end: Keras's .keras files
     # do not keep them, and a resumed run draws what the uninterrupted run would have.
     random_state: list[list[int]] = field(default_factory=list)
+    # The dtype policy the checkpoints were saved under (device.precision resolved); see core._resume_into.
+    precision: str = "float32"
 
     def restore_random_state(self, model: keras.Model, augment: keras.Model | None) -> None:
         if self.random_state:
@@ -81,6 +83,7 @@ class _CheckpointWriter(keras.callbacks.Callback):
             self.state.best_value = float(value)
             self._save_model(BEST)
         self.state.epochs_done = epoch + 1
+        self.state.precision = self.model.dtype_policy.name
         self.state.random_state = [variable.numpy().tolist() for variable in random_variables(self.model, self.augment)]
         _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
 

@@ -17,6 +17,12 @@ from pydantic import ValidationError
 from pipeline.config import CONF_DIR, Settings
 from pipeline.errors import PipelineError
 
+# Keys that were replaced: their one-line error names the replacement.
+REPLACED_KEYS = {
+    "device.mixed_precision": "device.precision (auto, float32, mixed_bfloat16 or mixed_float16; "
+                              "true was mixed_float16)",
+}
+
 
 def compose_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
     """Compose `conf/<config_name>.yaml` with command-line style overrides; one-line errors."""
@@ -50,6 +56,8 @@ def one_line_hydra_error(error: Exception, overrides: list[str], config_name: st
     unknown_key = re.search(r"Could not override '([^']+)'", message)
     if unknown_key:
         key = unknown_key.group(1)
+        if key in REPLACED_KEYS:
+            return replaced_key_error(key)
         parent, _, _ = key.rpartition(".")
         others = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
         try:
@@ -59,6 +67,10 @@ def one_line_hydra_error(error: Exception, overrides: list[str], config_name: st
         allowed = f"; allowed: {', '.join(map(str, node.keys()))}" if isinstance(node, DictConfig) else ""
         return f"{key}: unknown key{allowed}"
     return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def replaced_key_error(key: str) -> str:
+    return f"{key}: replaced by {REPLACED_KEYS[key]}"
 
 
 def validate(cfg: DictConfig) -> Settings:
@@ -82,7 +94,7 @@ def one_line_validation_error(error: ValidationError, plain: dict[str, Any]) -> 
     value = first.get("input")
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        return replaced_key_error(key) if key in REPLACED_KEYS else f"{key}: unknown key"
     if first["type"] in ("union_tag_invalid", "literal_error"):
         message = message.replace("Input tag", "value").replace("Input should be", "allowed:")
     if first["type"] == "value_error":

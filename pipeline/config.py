@@ -243,7 +243,9 @@ class DeviceSettings(Schema):
     name: Literal["auto", "cpu", "gpu", "multi_gpu", "multi_worker"]
     gpus: list[Annotated[int, Field(ge=0)]] | None = None
     memory_growth: bool = True
-    mixed_precision: bool = False
+    # The Keras dtype policy; auto: mixed_bfloat16 on a CPU or GPU with fast bfloat16, mixed_float16 on an older GPU
+    # with tensor cores, else float32 (pipeline.device resolves it).
+    precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = "float32"
     cpu_replicas: Annotated[int, Field(ge=0)] = 0
     intra_op_threads: Annotated[int, Field(ge=0)] = 0
     inter_op_threads: Annotated[int, Field(ge=0)] = 0

@@ -185,14 +185,41 @@ def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, pl
                     state: checkpoints.TrainingState, checkpoint_dir: Path) -> keras.Model:
     with placement.scope():
         if state.epochs_done:
-            # The .keras checkpoint carries the optimizer state too, so training continues where it stopped.
-            model = keras.models.load_model(checkpoint_dir / checkpoints.LAST)
-            model.jit_compile = trainer.uses_xla(settings.trainer, placement)  # a resumed run may change it
+            _resume_into(model, checkpoint_dir / checkpoints.LAST, state.precision, settings, placement)
             return model
         steps_per_epoch = trainer.steps_in_epoch(data, settings.trainer.batch_size)
         optimizer = build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs)
         trainer.compile_model(settings.trainer, model, optimizer, placement)
         return model
+
+
+def _resume_into(model: keras.Model, checkpoint: Path, saved_precision: str, settings: Settings,
+                 placement: device.Placement) -> None:
+    """Compile `model`, built under this run's precision, with the checkpoint's weights and optimizer (its
+    configuration, schedule and state), so that training continues where it stopped. Not the loaded model itself:
+    its layers keep the precision they were saved with, which a resumed run may change (variables are float32
+    under every policy). The checkpoint is loaded under the policy it was saved under: Keras wraps the optimizer
+    in a LossScaleOptimizer on loading under mixed_float16 only, and skips optimizer state that does not fit."""
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(saved_precision)
+    try:
+        saved = keras.models.load_model(checkpoint)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    saved_optimizer = _unscaled(saved.optimizer)
+    trainer.compile_model(settings.trainer, model, keras.optimizers.deserialize(
+        keras.optimizers.serialize(saved_optimizer)), placement)  # wrapped again under mixed_float16
+    model.set_weights(saved.get_weights())
+    model.optimizer.build(model.trainable_variables)
+    source, target = saved.optimizer, model.optimizer
+    if type(source) is not type(target):  # float16's loss scaling switched on or off: it starts afresh
+        source, target = saved_optimizer, _unscaled(target)
+    for variable, value in zip(target.variables, source.variables, strict=True):
+        variable.assign(value)
+
+
+def _unscaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    return optimizer.inner_optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else optimizer
 
 
 def _check_finite(history: dict[str, list[float]]) -> None:

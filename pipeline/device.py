@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import keras
@@ -19,7 +21,7 @@ from pipeline.errors import PipelineError
 class Placement:
     strategy: tf.distribute.Strategy
     devices: tuple[str, ...]  # this process's
-    mixed_precision: bool
+    precision: str  # the Keras dtype policy, device.precision resolved
     cluster: cluster.Cluster | None = None  # device=multi_worker
 
     @property
@@ -28,7 +30,7 @@ class Placement:
         return self.cluster is None or self.cluster.is_chief
 
     def run_tags(self) -> dict[str, str]:
-        tags = {"devices": ", ".join(self.devices)}
+        tags = {"devices": ", ".join(self.devices), "precision": self.precision}
         if self.cluster:
             tags |= {"cluster_size": str(len(self.cluster.workers)), "cluster_hosts": ", ".join(self.cluster.hosts)}
         return tags
@@ -49,17 +51,31 @@ class Placement:
 
     def describe(self) -> str:
         kind = "mirrored over" if self.replicas > 1 else "on"
-        precision = ", mixed float16" if self.mixed_precision else ""
         where = f" as {self.cluster.describe()}, {self.replicas} replicas in all" if self.cluster else ""
-        return f"{kind} {', '.join(self.devices)}{precision}{where}"
+        return f"{kind} {', '.join(self.devices)}, {self.precision}{where}"
 
 
 def place(settings: DeviceSettings) -> Placement:
     """Configure the runtime (threads, memory growth, precision) and choose the devices and strategy."""
     _configure_threads(settings)
     gpus = _visible_gpus(settings)
-    keras.mixed_precision.set_global_policy("mixed_float16" if settings.mixed_precision else "float32")
+    placement = _placement(gpus, settings)
+    keras.mixed_precision.set_global_policy(placement.precision)
+    gpus_used = [device for device in placement.devices if "GPU" in device.upper()]
+    auto = resolve_precision(settings.model_copy(update={"precision": "auto"}), gpus_used)
+    if placement.precision == "float32" and auto == "mixed_bfloat16":
+        print_bfloat16_hint()
+    return placement
 
+
+@functools.cache  # once per process: a sweep's trials or a multirun's jobs would repeat it
+def print_bfloat16_hint() -> None:
+    # Not the default: bfloat16 cost a tutorial recipe accuracy (README, Speed).
+    print("Hint: this machine computes bfloat16 fast; device.precision=mixed_bfloat16 (or auto) trains larger "
+          "networks faster than float32 (README, Speed)")
+
+
+def _placement(gpus: list[str], settings: DeviceSettings) -> Placement:
     if settings.name == "multi_worker":
         return _multi_worker(gpus, settings)
     if settings.name == "cpu" or (settings.name == "auto" and not gpus):
@@ -73,11 +89,11 @@ def place(settings: DeviceSettings) -> Placement:
         return _single(gpus[0], settings)
     # multi_gpu
     if gpus:
-        return Placement(tf.distribute.MirroredStrategy(gpus), tuple(gpus), settings.mixed_precision)
+        return Placement(tf.distribute.MirroredStrategy(gpus), tuple(gpus), resolve_precision(settings, gpus))
     if settings.cpu_replicas >= 2:
         cpus = split_cpu(settings.cpu_replicas)
         strategy = tf.distribute.MirroredStrategy(cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
-        return Placement(strategy, tuple(cpus), settings.mixed_precision)
+        return Placement(strategy, tuple(cpus), resolve_precision(settings, []))
     raise PipelineError(
         "device=multi_gpu: TensorFlow sees no GPU; use device=cpu, or device.cpu_replicas=2 to mirror over "
         "logical CPU devices"
@@ -98,11 +114,37 @@ def _multi_worker(gpus: list[str], settings: DeviceSettings) -> Placement:
     # TensorFlow's coordination service takes SIGTERM for its preemption notifier: give it back to the
     # CLI's handler (pipeline.stop), which stops every worker at the same step.
     signal.signal(signal.SIGTERM, sigterm_handler)
-    return Placement(strategy, tuple(gpus) or ("/CPU:0",), settings.mixed_precision, members)
+    return Placement(strategy, tuple(gpus) or ("/CPU:0",), resolve_precision(settings, gpus), members)
 
 
 def _single(device: str, settings: DeviceSettings) -> Placement:
-    return Placement(tf.distribute.get_strategy(), (device,), settings.mixed_precision)
+    gpus = [device] if "GPU" in device else []
+    return Placement(tf.distribute.get_strategy(), (device,), resolve_precision(settings, gpus))
+
+
+def resolve_precision(settings: DeviceSettings, gpus: list[str]) -> str:
+    """device.precision, `auto` resolved for the devices a run trains on: `gpus`, else the CPU."""
+    if settings.precision != "auto":
+        return settings.precision
+    if not gpus:
+        return "mixed_bfloat16" if cpu_has_fast_bfloat16() else "float32"
+    physical = tf.config.list_physical_devices("GPU")
+    # The slowest of the GPUs sets it: a mirrored run computes in one dtype everywhere.
+    capability = min(tf.config.experimental.get_device_details(physical[int(gpu.rsplit(":", 1)[1])])
+                     .get("compute_capability", (0, 0)) for gpu in gpus)
+    if capability >= (8, 0):  # Ampere and later: bfloat16 needs no loss scaling
+        return "mixed_bfloat16"
+    return "mixed_float16" if capability >= (7, 0) else "float32"  # tensor cores since Volta
+
+
+def cpu_has_fast_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """AMX or AVX512_BF16, as the kernel lists the CPU's flags (TensorFlow has no public query); Linux only."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool({"amx_bf16", "avx512_bf16"} & set(flags))
 
 
 def _visible_gpus(settings: DeviceSettings) -> list[str]:

@@ -52,7 +52,7 @@ def build_model(settings: ModelSettings, input_shape: tuple[int, int, int], num_
     inputs, features = _image_input(settings, input_shape)
     for index, (name, arguments) in enumerate(layer_specs(settings)):
         features = _apply(_make_layer(name, arguments, index, settings), features, index, settings, input_shape)
-    # float32 output even under the mixed_float16 policy, so the softmax and the loss stay stable.
+    # float32 output under mixed precision too (bfloat16 or float16), so the softmax and the loss stay stable.
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(features)
     return keras.Model(inputs, outputs, name=settings.name)
 

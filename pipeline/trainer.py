@@ -130,7 +130,7 @@ _probed: dict[tuple, float] = {}
 
 def _step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
     key = (model.count_params(), len(model.layers), data.input_shape, batch_size, type(model.optimizer).__name__,
-           bool(model.jit_compile), model.distribute_strategy.num_replicas_in_sync)
+           bool(model.jit_compile), model.distribute_strategy.num_replicas_in_sync, model.dtype_policy.name)
     if key not in _probed:
         _probed[key] = _probe_step_seconds(model, data, batch_size)
     return _probed[key]

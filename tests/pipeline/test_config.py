@@ -8,6 +8,7 @@ import pytest
 from pipeline.compose import compose_config, flatten, validate
 from pipeline.config import CONF_DIR
 from pipeline.errors import PipelineError
+from tests.pipeline.data.conftest import run_cli_noting_tensorflow
 
 REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"],
             "tracking=server": ["tracking.uri=http://127.0.0.1:1"],
@@ -87,6 +88,10 @@ def test_command_line_overrides_win_over_presets():
         (["data=npz"], "data.path: missing a required value"),
         (["optimizer.schedule=linear"], "optimizer.schedule='linear': allowed: 'constant', 'cosine' or 'exponential'"),
         (["tracking=server"], "tracking=server needs tracking.uri"),
+        (["device.precision=bfloat16"],
+         "device.precision='bfloat16': allowed: 'auto', 'float32', 'mixed_bfloat16' or 'mixed_float16'"),
+        (["device.mixed_precision=true"], "device.mixed_precision: replaced by device.precision (auto, float32, "),
+        (["+device.mixed_precision=true"], "device.mixed_precision: replaced by device.precision (auto, float32, "),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_key_and_value(overrides, expected, monkeypatch):
@@ -96,6 +101,15 @@ def test_bad_values_fail_with_one_line_naming_key_and_value(overrides, expected,
     message = str(error.value)
     assert message.startswith(expected), message
     assert "\n" not in message
+
+
+def test_the_replaced_mixed_precision_key_fails_in_one_line_before_tensorflow_loads():
+    result = run_cli_noting_tensorflow("device.mixed_precision=true", "tracking=none")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        "device.mixed_precision: replaced by device.precision (auto, float32, mixed_bfloat16 or mixed_float16; "
+        "true was mixed_float16)"), result.stderr
+    assert result.stdout.strip().endswith("tensorflow imported: False")
 
 
 def test_flatten_gives_dotted_params():

@@ -67,6 +67,43 @@ def test_own_models_train_log_resume_and_reload(compose, mlflow_store, tmp_path,
     assert accuracy == pytest.approx(resumed.test_metrics["test_accuracy"], abs=1e-6)
 
 
+@pytest.mark.parametrize("first, then", [
+    ("float32", "mixed_bfloat16"), ("mixed_bfloat16", "float32"), ("float32", "mixed_float16"),
+])
+def test_resume_continues_under_another_precision_and_logs_a_float32_model(compose, mlflow_store, tmp_path,
+                                                                           first, then):
+    import mlflow
+
+    from pipeline.tracking.lifecycle import process_tracking_uri
+
+    overrides = [mlflow_store.override, "trainer.epochs=2", "trainer.steps_per_execution=1"]
+    try:
+        with pytest.raises(TrainingStopped):
+            run_pipeline(validate(compose(*overrides, f"device.precision={first}", f"output_dir={tmp_path / 'a'}")),
+                         RunOptions(callbacks=[StopAfterFirstEpoch()]))
+        (killed,) = mlflow_store.runs()
+        resumed = run_pipeline(validate(compose(*overrides, f"device.precision={then}", f"resume={killed.info.run_id}",
+                                                f"output_dir={tmp_path / 'b'}")))
+        last = keras.models.load_model(tmp_path / "b" / "checkpoints" / "last.keras")  # under `then`, as saved
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+    run = mlflow_store.client().get_run(resumed.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["precision"] == then
+    assert last.layers[1].compute_dtype == then.removeprefix("mixed_")
+    assert all(variable.dtype == "float32" for variable in last.weights)
+    steps_per_epoch = -(-len(load_data(resumed.settings.data).train) // resumed.settings.trainer.batch_size)
+    assert int(last.optimizer.iterations) == 2 * steps_per_epoch  # the optimizer's state went on, not afresh
+    assert resumed.history["loss"][1] < resumed.history["loss"][0]
+    # The logged model serves as any: float32 images in, float32 probabilities out.
+    data = load_data(resumed.settings.data)
+    with process_tracking_uri(mlflow_store.uri):
+        probabilities = mlflow.pyfunc.load_model(f"models:/{resumed.model_id}").predict(split_images(data, "test"))
+    assert probabilities.dtype == np.float32
+    accuracy = np.mean(np.argmax(probabilities, axis=1) == data.test.labels)
+    assert accuracy == pytest.approx(resumed.test_metrics["test_accuracy"], abs=1e-6)
+
+
 USER_MODEL = '''
 import keras
 

@@ -127,20 +127,22 @@ def test_validating_layer_lists_and_builders_does_not_load_tensorflow(user_model
                    env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": ""})
 
 
-@pytest.fixture
-def mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    yield
+@pytest.fixture(params=["mixed_float16", "mixed_bfloat16"])
+def mixed_precision(request):
+    keras.mixed_precision.set_global_policy(request.param)
+    yield request.param.removeprefix("mixed_")
     keras.mixed_precision.set_global_policy("float32")
 
 
-def test_output_stays_float32_under_mixed_precision(mixed_precision):
-    model = build_model(model_settings("model=small_cnn"), MNIST, num_classes=10)
+@pytest.mark.parametrize("model", ["small_cnn", "mlp"])
+def test_output_stays_float32_under_mixed_precision(mixed_precision, model):
+    model = build_model(model_settings(f"model={model}"), MNIST, num_classes=10)
 
     probabilities = model(np.zeros((2, *MNIST), dtype="float32"))
 
-    assert model.get_layer(index=1).compute_dtype == "float16"
-    assert probabilities.dtype == "float32"
+    assert model.get_layer(index=1).compute_dtype == mixed_precision
+    assert all(variable.dtype == "float32" for variable in model.weights)
+    assert model.get_layer("output").compute_dtype == "float32" and probabilities.dtype == "float32"
 
 
 # --- the user's own builder function ------------------------------------------------------------

@@ -33,6 +33,28 @@ def test_fit_and_custom_give_the_same_training_loss_per_epoch(compose, tmp_path)
     assert custom.history["loss"][-1] < custom.history["loss"][0]
 
 
+@pytest.fixture
+def float32_after():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_both_trainers_train_alike_under_mixed_precision(compose, tmp_path, precision, float32_after):
+    """float16 scales the loss in both trainers (Keras wraps the optimizer at compile) and the custom loop's
+    gradients are unscaled as fit's are: unscaled, they would be 2**15 times too large and the runs would part."""
+    same = ["deterministic=true", "trainer.epochs=3", "seed=7", f"device.precision={precision}"]
+    fit = run(compose, tmp_path / "fit", *same, "trainer=fit")
+    custom = run(compose, tmp_path / "custom", *same, "trainer=custom")
+    for result in (fit, custom):
+        assert all(math.isfinite(loss) for loss in result.history["loss"])
+        assert result.history["loss"][-1] < result.history["loss"][0]
+        optimizer = keras.models.load_model(result.output_dir / "checkpoints" / LAST).optimizer
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) is (precision == "mixed_float16")
+    np.testing.assert_allclose(fit.history["loss"], custom.history["loss"], rtol=0.05)
+    assert custom.test_metrics["test_accuracy"] > 0.8
+
+
 @pytest.mark.parametrize("trainer", ["fit", "custom"])
 def test_both_trainers_train_mirrored_over_two_logical_devices(compose, tmp_path, trainer):
     result = run(compose, tmp_path, f"trainer={trainer}", "device=multi_gpu", "device.cpu_replicas=2",

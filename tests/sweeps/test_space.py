@@ -83,3 +83,15 @@ def test_trial_config_equals_hydra_composition_of_the_same_overrides():
     composed = compose_config(["trainer.epochs=3", "optimizer=sgd", "optimizer.learning_rate=0.0123",
                                "optimizer.momentum=0.5", "model.dropout=0.25"])
     assert built == composed
+
+
+def test_a_sweep_can_search_the_precision():
+    params = space("+sweep.params.precision={key: device.precision, type: categorical, "
+                   "choices: [float32, mixed_bfloat16]}")
+    check_space(params, TrialConfigs([]))
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    assert suggest(trial, params)["device.precision"] in ("float32", "mixed_bfloat16")
+    with pytest.raises(PipelineError) as raised:
+        check_space(space("+sweep.params.precision={key: device.precision, type: categorical, choices: [bf16]}"),
+                    TrialConfigs([]))
+    assert "sweep.params.precision: device.precision='bf16': allowed: 'auto', 'float32'" in str(raised.value)
