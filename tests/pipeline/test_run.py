@@ -104,8 +104,8 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
 
 
-def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProcess:
-    """Start `command`, SIGTERM it once a job has logged an epoch; its outcome."""
+def signal_when_training(command: list[str], store, signum: signal.Signals) -> subprocess.CompletedProcess:
+    """Start `command`, send it `signum` once a job has logged an epoch; its outcome."""
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -113,7 +113,7 @@ def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProc
         while not any("val_accuracy" in run.data.metrics for run in store.runs()):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.3)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
@@ -121,15 +121,16 @@ def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
                          ids=["basic", "joblib"])
-def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher):
+def test_ctrl_c_or_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher, signum):
     if launcher:
         pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
-    result = sigterm_when_training(
+    result = signal_when_training(
         [sys.executable, "-m", "pipeline.run", "-m", *launcher, "optimizer=sgd,adam", "trainer.epochs=500",
          "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
-         f"hydra.sweep.dir={tmp_path / 'multirun'}"], mlflow_store)
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"], mlflow_store, signum)
     assert result.returncode == 130, result.stderr
     statuses = [run.info.status for run in mlflow_store.runs()]
     assert "KILLED" in statuses and "RUNNING" not in statuses and "FINISHED" not in statuses, statuses
