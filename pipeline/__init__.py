@@ -2,6 +2,9 @@
 
 import os
 
-# TensorFlow's C++ start-up chatter (CUDA probing, graph-attribute notices) drowns the run's own output;
-# TF_CPP_MIN_LOG_LEVEL=0 brings it back.
+from pipeline.startup_log import hide_tensorflow_start_up
+
+# TensorFlow's C++ log after start-up (graph-attribute notices, CPU feature hints) drowns the run's own output;
+# TF_CPP_MIN_LOG_LEVEL=0 brings it back, and with its start-up lines (pipeline.startup_log).
+hide_tensorflow_start_up()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -11,14 +11,16 @@ import pytest
 
 from pipeline.config import PROJECT_ROOT
 from tests.pipeline.test_device import without_gpu
+from tests.pipeline.test_startup_log import START_UP_NOISE, users_environment
 
 
 def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.run` in a user's environment (none of the debugging switches) plus `env`."""
     # PYTHONPATH: this checkout's pipeline, whatever the working directory (an installed one may differ)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT), **env}
-    env.pop("PIPELINE_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pipeline.run", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+                          cwd=cwd, env=users_environment(PYTHONPATH=str(PROJECT_ROOT), **env), timeout=timeout)
+
+
 
 
 @pytest.mark.parametrize(
@@ -78,6 +80,18 @@ def test_hydra_run_dir_holds_the_run_its_hydra_snapshot_and_log(tmp_path):
     assert "epochs: 1" in (run_dir / ".hydra" / "config.yaml").read_text()
     assert "test_accuracy" in (run_dir / "run.log").read_text()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # nothing in the working directory
+
+
+def test_a_run_shows_its_own_output_and_logs_it_as_plain_text_one_line_per_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    result = pipeline_run("tracking=none", "trainer.epochs=3", "data.max_train_samples=200", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert not START_UP_NOISE.search(result.stderr), result.stderr
+    assert "\x1b[" in result.stdout  # the console's live progress bar, in colour
+    log = (run_dir / "run.log").read_bytes().decode()  # as written: read_text would turn "\r" into "\n"
+    assert "\r" not in log and "\x1b" not in log
+    epoch_lines = [line for line in log.splitlines() if " - val_loss: " in line]
+    assert len(epoch_lines) == 3 and all(line.startswith("7/7 ") for line in epoch_lines), log
 
 
 def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store):
