@@ -1,9 +1,16 @@
-"""TensorFlow's start-up lines hidden: what its native libraries write to the process's stderr while it is imported.
+"""What TensorFlow writes that a user can do nothing about, hidden: its start-up lines and false retracing warnings.
 
-They log through absl before absl's logging is set up (`WARNING: All log messages before absl::InitializeLog()...`,
-the oneDNN and CUDA notices), so TF_CPP_MIN_LOG_LEVEL does not reach them, and two of its extension modules carry
-their own copy of absl, hence each line twice. Only file descriptor 2 during `import tensorflow` is held back, and
-shown after all if the import fails. `PIPELINE_DEBUG=1` or `TF_CPP_MIN_LOG_LEVEL=0` show everything.
+Start-up: its native libraries log through absl before absl's logging is set up (`WARNING: All log messages before
+absl::InitializeLog()...`, the oneDNN and CUDA notices), so TF_CPP_MIN_LOG_LEVEL does not reach them, and two of its
+extension modules carry their own copy of absl, hence each line twice. Only file descriptor 2 during
+`import tensorflow` is held back, and shown after all if the import fails.
+
+Retracing: TensorFlow counts traces by the traced function's Python code, so every new model in one process (a
+sweep's trials, a multirun's jobs) looks like a retrace of Keras's one train, test and predict function: "5 out of
+the last 9 calls to <function ...multi_step_on_iterator> triggered tf.function retracing". Each model's functions
+are traced when it first trains, evaluates or predicts, as any new model's must be.
+
+`PIPELINE_DEBUG=1` or `TF_CPP_MIN_LOG_LEVEL=0` show everything.
 """
 
 from __future__ import annotations
@@ -11,18 +18,26 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import sys
 import tempfile
 from typing import Iterator
 
+RETRACING_WARNING = "triggered tf.function retracing"
 
-def hide_tensorflow_start_up() -> None:
-    """Hide what TensorFlow's import writes to stderr, unless asked for; call before anything imports TensorFlow."""
+
+def hide_tensorflow_noise() -> None:
+    """Hide TensorFlow's start-up lines and false retracing warnings, unless asked for; call before anything imports
+    TensorFlow."""
     asked_for = os.environ.get("PIPELINE_DEBUG") == "1" or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
     if asked_for or "tensorflow" in sys.modules:
         return
     sys.meta_path.insert(0, _QuietImport())
+
+
+def _not_a_retracing_warning(record: logging.LogRecord) -> bool:
+    return RETRACING_WARNING not in record.getMessage()
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
@@ -49,6 +64,7 @@ class _QuietLoader(importlib.abc.Loader):
         module.__loader__ = module.__spec__.loader = self._loader  # the module keeps its own loader
         with _stderr_held_back():
             self._loader.exec_module(module)
+        logging.getLogger("tensorflow").addFilter(_not_a_retracing_warning)
 
 
 @contextlib.contextmanager
