@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from pipeline import cli
+from pipeline import cli, stop
 from pipeline.compose import compose_config, validate
 from pipeline.config import MlflowTracking
 from pipeline.errors import PipelineError
@@ -70,7 +70,7 @@ QUIET_SERVER = {
 }
 
 
-def server_command(uri: str, port: int, quiet: bool = True) -> list[str]:
+def server_command(uri: str, port: int, quiet: bool) -> list[str]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--registry-store-uri", uri,
                "--host", UI_HOST, "--port", str(port), "--workers", "1"]
     artifacts = artifact_location(uri)
@@ -127,7 +127,8 @@ def open_when_serving(page: str, address: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    with cli.reported_errors():
+    # A closed terminal too: the server, in its own process group, would outlive this process.
+    with cli.reported_errors(stop_signals=(*stop.STOP_SIGNALS, signal.SIGHUP)):
         options = split_options(sys.argv[1:] if argv is None else argv)
         command = cli.parse_args(options.overrides, USAGE)
         tracking = validate(compose_config(command.overrides)).tracking
