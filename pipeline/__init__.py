@@ -2,6 +2,9 @@
 
 import os
 
-# TensorFlow's C++ start-up chatter (CUDA probing, graph-attribute notices) drowns the run's own output;
-# TF_CPP_MIN_LOG_LEVEL=0 brings it back.
+from pipeline.tf_log import hide_tensorflow_noise
+
+# TensorFlow's C++ log after start-up (graph-attribute notices, CPU feature hints) drowns the run's own output;
+# TF_CPP_MIN_LOG_LEVEL=0 brings it back, with what pipeline.tf_log hides.
+hide_tensorflow_noise()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

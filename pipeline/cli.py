@@ -1,4 +1,4 @@
-"""What every entry point shares: argument splitting, one-line errors, SIGTERM handled like Ctrl-C."""
+"""What every entry point shares: argument splitting, one-line errors, Ctrl-C and SIGTERM as stop requests."""
 
 from __future__ import annotations
 
@@ -43,12 +43,13 @@ def parse_args(argv: list[str], usage: str) -> Command:
 
 
 @contextlib.contextmanager
-def reported_errors() -> Iterator[None]:
-    """Turn failures into one line on stderr and a non-zero exit; PIPELINE_DEBUG=1 shows tracebacks."""
-    previous = signal.signal(signal.SIGTERM, stop.on_sigterm)
+def reported_errors(stop_signals: tuple[signal.Signals, ...] = stop.STOP_SIGNALS) -> Iterator[None]:
+    """Turn failures into one line on stderr and a non-zero exit; PIPELINE_DEBUG=1 shows tracebacks. `stop_signals`
+    (Ctrl-C and SIGTERM) stop the way pipeline.stop describes (exit 130)."""
     debug = os.environ.get("PIPELINE_DEBUG") == "1"
     try:
-        yield
+        with stop.handled(stop_signals):
+            yield
     except PipelineError as error:
         if debug:
             raise
@@ -62,6 +63,4 @@ def reported_errors() -> Iterator[None]:
             raise
         print(f"error: {type(error).__name__}: {error} (PIPELINE_DEBUG=1 shows the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 

@@ -129,7 +129,6 @@ def make_sampler(settings: SweepSettings, seed: int) -> optuna.samplers.BaseSamp
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group`, once per worker
         return optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=startup_trials(settings), multivariate=True, group=True, constant_liar=True,
-            warn_independent_sampling=False,
         )
 
 

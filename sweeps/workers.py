@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+from typing import Sequence
 
 import optuna
 from optuna.trial import TrialState
@@ -63,11 +64,14 @@ def _finish(sweep, study, trial, outcome) -> None:
 
 
 def _worker_main(overrides: list[str], slot: WorkerSlot, deadline: float | None) -> None:
-    """A spawned worker process: pin its GPU before TensorFlow loads, then work (until the launcher's deadline)."""
+    """A spawned worker process: pin its GPU before TensorFlow loads, then work (until the launcher's deadline).
+    A terminal's Ctrl-C reaches every process of the sweep; the workers leave it to the launcher, which passes each
+    one on as a SIGTERM: so one Ctrl-C is one stop request here, and a second one stops at once (pipeline.stop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if slot.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with reported_errors():  # one-line errors and exit codes, as from the command line
+    with reported_errors(stop_signals=(signal.SIGTERM,)):  # one-line errors and exit codes, as from the command line
         work(SweepContext.load(overrides, deadline), slot)
 
 
@@ -80,16 +84,25 @@ def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
     processes = [context.Process(target=_worker_main, args=(sweep.overrides, slot, sweep.deadline)) for slot in slots]
     for process in processes:
         process.start()
-    try:
-        for process in processes:
-            process.join()
-    except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too; a SIGTERM'd launcher passes it on
-        for process in processes:
-            if process.is_alive() and process.pid:
-                os.kill(process.pid, signal.SIGINT)
-        for process in processes:
-            process.join()
-        raise
+    if _joined_passing_stops_on(processes):
+        raise KeyboardInterrupt
     failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
     if failed:
         raise PipelineError(f"{len(failed)} of {len(processes)} worker processes failed (exit codes {failed})")
+
+
+def _joined_passing_stops_on(processes: Sequence[multiprocessing.process.BaseProcess]) -> bool:
+    """Wait for every worker; each Ctrl-C or SIGTERM this launcher gets meanwhile goes on to the live workers as a
+    SIGTERM. Whether one came."""
+    interrupted = False
+    waiting = list(processes)
+    while waiting:
+        try:
+            waiting[0].join()
+            waiting.pop(0)
+        except KeyboardInterrupt:
+            interrupted = True
+            for process in waiting:
+                if process.is_alive() and process.pid:
+                    os.kill(process.pid, signal.SIGTERM)
+    return interrupted

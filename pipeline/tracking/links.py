@@ -7,20 +7,41 @@ or multirun's parent run expandable to its children.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pipeline.config import MlflowTracking
-from pipeline.tracking.store import tracking_uri
+from pipeline.tracking.store import sqlite_path, tracking_uri
 
 UI_HOST = "127.0.0.1"  # `python -m pipeline.ui` serves here: this machine only, the UI has no authentication
 UI_PORT = 5000
+UI_PORT_FILE = "ui-port"
 MODEL_TRAINING = "workflowType=machine_learning"
 
 
-def ui_address(uri: str, port: int = UI_PORT) -> str:
-    """A tracking server is its own UI; a local store is browsed with `python -m pipeline.ui`."""
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else f"http://{UI_HOST}:{port}"
+def ui_address(uri: str, port: int | None = None) -> str:
+    """A tracking server is its own UI; a local store is browsed with `python -m pipeline.ui`, at the port one
+    serving it now noted (`ui_port_file`), else UI_PORT."""
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return f"http://{UI_HOST}:{port or served_port(uri) or UI_PORT}"
 
 
-def experiment_page(uri: str, experiment_id: str, port: int = UI_PORT) -> str:
+def ui_port_file(uri: str) -> Path | None:
+    """Where `python -m pipeline.ui` notes its port while it serves a SQLite store: beside the database, so that the
+    runs' links on the same store reach it (`--port` or not)."""
+    database = sqlite_path(uri)
+    return database.with_name(UI_PORT_FILE) if database else None
+
+
+def served_port(uri: str) -> int | None:
+    noted = ui_port_file(uri)
+    try:
+        return int(noted.read_text()) if noted else None
+    except (OSError, ValueError):  # no UI running (or one that just stopped)
+        return None
+
+
+def experiment_page(uri: str, experiment_id: str, port: int | None = None) -> str:
     return f"{ui_address(uri, port)}/#/experiments/{experiment_id}/runs?{MODEL_TRAINING}"
 
 

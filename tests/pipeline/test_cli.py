@@ -56,12 +56,13 @@ def test_pipeline_debug_shows_the_error_itself(monkeypatch):
             raise PipelineError("bad")
 
 
-def test_ctrl_c_and_sigterm_exit_130(capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_exit_130(capsys, signum):
     assert exit_of(KeyboardInterrupt(), capsys) == (
         INTERRUPTED, "interrupted: stopped cleanly (the run is marked KILLED)\n")
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signum)
     with pytest.raises(SystemExit) as exited:
         with reported_errors():
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
     assert exited.value.code == INTERRUPTED
-    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+    assert signal.getsignal(signum) is before  # the handler is put back

@@ -11,14 +11,16 @@ import pytest
 
 from pipeline.config import PROJECT_ROOT
 from tests.pipeline.test_device import without_gpu
+from tests.pipeline.test_tf_log import START_UP_NOISE, users_environment
 
 
 def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.run` in a user's environment (none of the debugging switches) plus `env`."""
     # PYTHONPATH: this checkout's pipeline, whatever the working directory (an installed one may differ)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT), **env}
-    env.pop("PIPELINE_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "pipeline.run", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=timeout)
+                          cwd=cwd, env=users_environment(PYTHONPATH=str(PROJECT_ROOT), **env), timeout=timeout)
+
+
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,18 @@ def test_hydra_run_dir_holds_the_run_its_hydra_snapshot_and_log(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # nothing in the working directory
 
 
+def test_a_run_shows_its_own_output_and_logs_it_as_plain_text_one_line_per_epoch(tmp_path):
+    run_dir = tmp_path / "run"
+    result = pipeline_run("tracking=none", "trainer.epochs=3", "data.max_train_samples=200", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert not START_UP_NOISE.search(result.stderr), result.stderr
+    assert "\x1b[" in result.stdout  # the console's live progress bar, in colour
+    log = (run_dir / "run.log").read_bytes().decode()  # as written: read_text would turn "\r" into "\n"
+    assert "\r" not in log and "\x1b" not in log
+    epoch_lines = [line for line in log.splitlines() if " - val_loss: " in line]
+    assert len(epoch_lines) == 3 and all(line.startswith("7/7 ") for line in epoch_lines), log
+
+
 def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store):
     sweep_dir = tmp_path / "multirun"
     result = pipeline_run("-m", "optimizer=sgd,adam", "trainer.epochs=1", "trainer.verbose=0",
@@ -104,8 +118,8 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
 
 
-def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProcess:
-    """Start `command`, SIGTERM it once a job has logged an epoch; its outcome."""
+def signal_when_training(command: list[str], store, signum: signal.Signals) -> subprocess.CompletedProcess:
+    """Start `command`, send it `signum` once a job has logged an epoch; its outcome."""
     process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -113,7 +127,7 @@ def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProc
         while not any("val_accuracy" in run.data.metrics for run in store.runs()):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.3)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
@@ -121,15 +135,16 @@ def sigterm_when_training(command: list[str], store) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]],
                          ids=["basic", "joblib"])
-def test_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher):
+def test_ctrl_c_or_sigterm_during_a_multirun_leaves_no_run_running(tmp_path, mlflow_store, launcher, signum):
     if launcher:
         pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the [joblib] extra")
-    result = sigterm_when_training(
+    result = signal_when_training(
         [sys.executable, "-m", "pipeline.run", "-m", *launcher, "optimizer=sgd,adam", "trainer.epochs=500",
          "trainer.verbose=0", "data.max_train_samples=200", mlflow_store.override,
-         f"hydra.sweep.dir={tmp_path / 'multirun'}"], mlflow_store)
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"], mlflow_store, signum)
     assert result.returncode == 130, result.stderr
     statuses = [run.info.status for run in mlflow_store.runs()]
     assert "KILLED" in statuses and "RUNNING" not in statuses and "FINISHED" not in statuses, statuses

@@ -124,7 +124,7 @@ def test_sigterm_during_training_stops_within_one_call(compose, trainer_name, st
         def on_train_batch_begin(self, batch, logs=None):
             calls.append(batch)
             if len(calls) == 3:
-                stop.on_sigterm(signal.SIGTERM, None)  # noted, not raised inside Keras
+                stop.on_stop_signal(signal.SIGTERM, None)  # noted, not raised inside Keras
 
     with pytest.raises(KeyboardInterrupt):
         trainer.train(settings.trainer, model, data, placement, [SignalInThirdCall()],
@@ -132,8 +132,8 @@ def test_sigterm_during_training_stops_within_one_call(compose, trainer_name, st
     # One batch hook per call, at the call's first step; the request noted there stops before that call runs.
     assert calls == [0, steps_per_execution, 2 * steps_per_execution]
     assert int(model.optimizer.iterations) == 2 * steps_per_execution
-    with pytest.raises(KeyboardInterrupt):  # outside training a SIGTERM still stops at once
-        stop.on_sigterm(signal.SIGTERM, None)
+    with stop.handled(), pytest.raises(KeyboardInterrupt):  # outside training a signal still stops at once
+        stop.on_stop_signal(signal.SIGTERM, None)
 
 
 @pytest.mark.parametrize("trainer_name", ["fit", "custom"])

@@ -1,5 +1,6 @@
-"""`python -m pipeline.ui` in a real headless browser: its link lists a multirun's parent with its children, a
-child's page shows val_accuracy; screenshots stay in the test's temp folder."""
+"""`python -m pipeline.ui` for real: one line, its link, which lists a multirun's parent with its children in a
+headless browser, a child's page showing val_accuracy (screenshots stay in the test's temp folder); runs' links on
+its store carry its port while it serves."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
+from pipeline.tracking.links import UI_PORT, experiment_page
 from pipeline.ui import UiOptions, split_options
 from tests.conftest import QUICK
 from tests.ports import free_port
@@ -54,8 +56,7 @@ def ui_with_a_multirun(mlflow_store, tmp_path):
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        printed = [server.stdout.readline() for _ in range(2)]  # printed before the server takes over
-        link = printed[1].split(": ", 1)[1].strip()
+        link = server.stdout.readline().split(": ", 1)[1].strip()
         wait_until_healthy(url, server)
         yield link, parent, children
     finally:
@@ -105,8 +106,8 @@ def test_open_shows_the_experiment_page_in_the_browser_once_the_server_answers(m
                               start_new_session=True,
                               env={**os.environ, "BROWSER": f"sh -c 'echo \"%s\" > {opened}'"})  # webbrowser's hook
     try:
-        printed = [server.stdout.readline() for _ in range(2)]
-        link = printed[1].split(": ", 1)[1].strip()
+        first_line = server.stdout.readline()
+        link = first_line.split(": ", 1)[1].strip()
         experiment = mlflow_store.client().get_experiment_by_name("kerastrack").experiment_id
         assert link == f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs?workflowType=machine_learning"
         deadline = time.monotonic() + 90
@@ -116,9 +117,13 @@ def test_open_shows_the_experiment_page_in_the_browser_once_the_server_answers(m
         assert opened.read_text().strip() == link
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
             assert response.status == 200  # opened once the server answered
+        assert experiment_page(mlflow_store.uri, experiment) == link  # what a run on this store links to
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        server.send_signal(signal.SIGINT)  # Ctrl-C
+        rest, _ = server.communicate(timeout=30)
+    assert server.returncode == 130
+    assert rest == "", first_line + rest  # one line, the link: no server chatter, starting or stopping
+    assert experiment_page(mlflow_store.uri, experiment).startswith(f"http://127.0.0.1:{UI_PORT}/")  # UI gone
 
 
 def test_ui_binds_localhost_and_checks_its_port():

@@ -1,5 +1,7 @@
+import logging
 import multiprocessing
 import time
+import warnings
 
 import optuna
 import pytest
@@ -56,6 +58,16 @@ SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomS
             "cmaes": optuna.samplers.CmaEsSampler}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
            "none": optuna.pruners.NopPruner}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_sampler_warns_of_nothing_a_user_can_change(sampler, caplog):
+    s = settings(f"sweep.sampler={sampler}", "sweep.startup_trials=2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FutureWarning, ExperimentalWarning, ...
+        study = optuna.create_study(sampler=make_sampler(s, seed=1))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + (t.suggest_categorical("o", ["a", "b"]) == "a"), 5)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
 @pytest.mark.parametrize(("sampler", "pruner"), [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none")])

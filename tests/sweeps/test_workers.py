@@ -108,3 +108,18 @@ def test_ctrl_c_fails_the_running_trial_and_kills_the_parent_run(sweep_overrides
     assert parents[0].info.status == "KILLED"
     assert children[interrupted.number].info.status == "KILLED"
     assert children[interrupted.number].data.tags["optuna.state"] == "FAIL"
+
+
+@pytest.mark.slow
+def test_a_terminals_ctrl_c_reaches_two_workers_through_the_launcher_and_stops_both(sweep_overrides):
+    overrides = [*sweep_overrides, "sweep.n_trials=4", "sweep.n_workers=2", "sweep.pruner=none", "trainer.epochs=200"]
+    process = subprocess.Popen([sys.executable, "-m", "sweeps.run", *overrides], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    interrupted = wait_for_running_trial(overrides, process)
+    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C goes to every process of its foreground group
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 130, output[-2000:]
+    assert "Traceback" not in output
+    assert study_of(overrides).trials[interrupted.number].state == TrialState.FAIL
+    _, parents, children = runs_of(overrides)
+    assert parents[0].info.status == "KILLED" and children[interrupted.number].info.status == "KILLED"

@@ -1,5 +1,5 @@
 """How a tracked run opens and ends: failed or killed with its checkpoints, parent runs, and resume, down to
-SIGTERM mid-training and resume=<run id> continuing the same run."""
+Ctrl-C or SIGTERM mid-training and resume=<run id> continuing the same run."""
 
 from __future__ import annotations
 
@@ -148,13 +148,14 @@ def wait_for_epochs(store, process: subprocess.Popen, epochs: int, timeout_s: fl
 
 
 @pytest.mark.slow
-def test_sigterm_kills_the_run_and_resume_continues_it(mlflow_store, tmp_path: Path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_kills_the_run_and_resume_continues_it(mlflow_store, tmp_path: Path, signum):
     # Several steps per call (7 an epoch here); the resumed run may pick another number (auto).
     first = start_run(mlflow_store.override, "trainer.epochs=500", "trainer.steps_per_execution=3",
                       f"output_dir={tmp_path / 'first'}")
     try:
         run_id = wait_for_epochs(mlflow_store, first, epochs=2)
-        first.send_signal(signal.SIGTERM)
+        first.send_signal(signum)
         stdout, stderr = first.communicate(timeout=120)
     finally:
         first.kill()
