@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Iterator
@@ -51,11 +52,16 @@ def log_keras_model(model: keras.Model, data: Dataset, *, step: int, register_as
 
 @contextmanager
 def _quiet_keras() -> Iterator[None]:
+    """Keras's progress bars off: with interactive logging off they go to absl's logger, held to warnings here."""
     interactive = keras.config.is_interactive_logging_enabled()
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
     keras.config.disable_interactive_logging()
+    absl_logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
+        absl_logger.setLevel(level)
         if interactive:
             keras.config.enable_interactive_logging()
 

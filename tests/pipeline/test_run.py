@@ -100,6 +100,7 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
                           "data.max_train_samples=200", mlflow_store.override, f"hydra.sweep.dir={sweep_dir}",
                           MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.2")  # a sample within these short runs
     assert result.returncode == 0, result.stderr
+    assert "[absl]" not in result.stdout  # no progress bar of MLflow's check of the logged model
     runs = mlflow_store.runs()
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
