@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,18 +78,17 @@ class _CheckpointWriter(keras.callbacks.Callback):
         logs = logs or {}
         for key, value in logs.items():
             self.state.history.setdefault(key, []).append(float(value))
-        self._save_model(LAST)
+        last = self.checkpoint_dir / LAST
+        _replace_atomically(last, self.model.save)
         value = logs.get(self.settings.monitor)
         if value is not None and math.isfinite(value) and self._improves(float(value)):
             self.state.best_value = float(value)
-            self._save_model(BEST)
+            # The model just saved: a file copy, not a second serialization of every weight.
+            _replace_atomically(self.checkpoint_dir / BEST, lambda path: shutil.copyfile(last, path))
         self.state.epochs_done = epoch + 1
         self.state.precision = self.model.dtype_policy.name
         self.state.random_state = [variable.numpy().tolist() for variable in random_variables(self.model, self.augment)]
         _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
-
-    def _save_model(self, name: str) -> None:
-        _replace_atomically(self.checkpoint_dir / name, self.model.save)
 
     def _improves(self, value: float) -> bool:
         best = self.state.best_value
