@@ -54,7 +54,9 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
     run = _reopen(client, settings.resume, params, uri) if settings.resume else None
     with process_tracking_uri(uri):
-        run_id = run.info.run_id if run else create_run(client, tracking, uri, parent_run_id=parent_run_id)
+        # The caller's tags (a sweep trial's number) from the start: a run stopped before its config is recorded is
+        # still found by them.
+        run_id = run.info.run_id if run else create_run(client, tracking, uri, tags=tags, parent_run_id=parent_run_id)
         if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
