@@ -2,7 +2,8 @@
 
 `check_jobs` is where a command line's jobs are checked without TensorFlow; `run_job` is the Hydra app's task
 function, called once per job, in this process (TensorFlow imported once) or in a launcher's worker process;
-`MultirunParentRun`, a Hydra callback (conf/config.yaml, hydra.callbacks), owns a multirun's MLflow parent run.
+`MultirunParentRun`, a Hydra callback (conf/config.yaml, hydra.callbacks), owns a multirun's MLflow parent run and
+ends the multirun with a table of its jobs.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import itertools
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Sequence
 
 from hydra.conf import HydraConf
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -33,6 +36,7 @@ from pipeline.tracking.store import check_store, tracking_uri
 from pipeline.worker_slots import parallel_processes, plan_slots, visible_gpus
 
 OUTPUT_DIR_ALIAS = "output_dir="  # the pipeline's older name for Hydra's output folder
+TEST_METRICS = ("test_accuracy", "test_loss", "test_f1_macro")
 
 
 def hydra_overrides(overrides: list[str], multirun: bool) -> list[str]:
@@ -94,9 +98,17 @@ def _job_errors(number: int, count: int, multirun: bool) -> Iterator[None]:
         raise PipelineError(f"job #{number} of {count}: {error}" if multirun else str(error)) from None
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    overrides: str  # the job's swept overrides
+    status: str  # FINISHED, FAILED, KILLED (as MLflow writes a run's status)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+
 class MultirunParentRun(Callback):
     """A multirun's MLflow parent run: opened before its first job, named by each job as its parent, closed after
-    the last one (FINISHED); a job failed or the multirun interrupted, `ended_with_the_jobs` closes it."""
+    the last one (FINISHED); a job failed or the multirun interrupted, `ended_with_the_jobs` closes it. A multirun
+    that ran to its end (FINISHED or FAILED) ends with a table of its jobs and the parent run's link."""
 
     # The multirun of the job running in this process: the callback Hydra made here, or, in a launcher's worker
     # process, the copy of it that Hydra sends there with each job.
@@ -106,6 +118,10 @@ class MultirunParentRun(Callback):
         self.tracking: TrackingSettings | None = None  # the first job's
         self.run_id: str | None = None
         self.jobs = 1
+        self.swept_keys: set[str] = set()
+        self.job_labels: list[str] = []  # each job's swept overrides, in the order the jobs run
+        self.sweep_dir = ""
+        self.outcomes: list[JobOutcome] = []  # the jobs that ran in this process, as Hydra handed them back
 
     @classmethod
     def current(cls) -> MultirunParentRun | None:
@@ -119,6 +135,9 @@ class MultirunParentRun(Callback):
         first = validate(compose_config(jobs[0]))
         tags = {"overrides": " ".join(overrides), "jobs": str(len(jobs)), "mlflow.source.name": "pipeline.run -m"}
         self.tracking, self.jobs = first.tracking, len(jobs)
+        self.swept_keys = _swept_keys(jobs)
+        self.job_labels = [self._swept(job) for job in jobs]
+        self.sweep_dir = str(config.hydra.sweep.dir)
         self.run_id = tracking.open_parent_run(first.tracking, name=f"multirun-{time.strftime('%Y%m%d-%H%M%S')}",
                                                tags=tags)
         MultirunParentRun._current = self
@@ -129,17 +148,66 @@ class MultirunParentRun(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         MultirunParentRun._current = self
 
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Called where the job ran: here under Hydra's basic launcher; a launcher's worker process has its copy."""
+        completed = job_return.status == JobStatus.COMPLETED
+        self.outcomes.append(JobOutcome(self._swept(job_return.overrides or []),
+                                        "FINISHED" if completed else "FAILED",
+                                        dict(job_return.return_value) if completed else {}))
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         self._end("FINISHED")
 
     def _end(self, status: str) -> None:
         MultirunParentRun._current = None
-        if self.run_id:
+        run_id, self.run_id = self.run_id, None
+        if run_id:
             from pipeline import tracking
 
             assert isinstance(self.tracking, MlflowTracking)
-            tracking.end_parent_run(self.tracking, self.run_id, status)
-            self.run_id = None
+            tracking.end_parent_run(self.tracking, run_id, status)
+        if self.job_labels and status != "KILLED":  # a multirun's end (a single run has no labels); Ctrl-C: at once
+            print("\n" + "\n".join(self._report(status, run_id)), flush=True)
+
+    def _report(self, status: str, run_id: str | None) -> list[str]:
+        """The jobs' table: from the jobs' MLflow runs when tracked (whichever process ran them), else from what
+        Hydra handed back here (the basic launcher's jobs)."""
+        heading = f"Multirun of {self.jobs} jobs: {status}"
+        if isinstance(self.tracking, MlflowTracking) and run_id:
+            outcomes = self._recorded_outcomes(self.tracking, run_id)
+        elif self.outcomes:
+            outcomes = self.outcomes
+        else:
+            return [f"{heading}; with tracking=none the launcher's processes hand back no results: each job's test "
+                    f"metrics are in {self.sweep_dir}/<job number>/metrics.json"]
+        lines = [heading, f"{'job':>3}  {'status':<8}  " + "  ".join(TEST_METRICS) + "  overrides"]
+        for outcome in sorted(outcomes, key=self._job_number):
+            number = self._job_number(outcome)
+            metrics = "  ".join(f"{outcome.test_metrics[name]:>{len(name)}.4f}" if name in outcome.test_metrics
+                                else f"{'-':>{len(name)}}" for name in TEST_METRICS)
+            lines.append(f"{number if number < self.jobs else '-':>3}  {outcome.status:<8}  {metrics}  "
+                         f"{outcome.overrides or '-'}")
+        if isinstance(self.tracking, MlflowTracking) and run_id:
+            lines.append(f"MLflow parent run of the {self.jobs} jobs: {_run_page(self.tracking, run_id)}")
+        return lines
+
+    def _recorded_outcomes(self, tracking: MlflowTracking, run_id: str) -> list[JobOutcome]:
+        from mlflow import MlflowClient
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        client = MlflowClient(tracking_uri(tracking))
+        children = client.search_runs([client.get_run(run_id).info.experiment_id],
+                                      filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'")
+        return [JobOutcome(self._swept(child.data.tags.get("overrides", "").split()), child.info.status,
+                           {name: child.data.metrics[name] for name in TEST_METRICS if name in child.data.metrics})
+                for child in children]
+
+    def _job_number(self, outcome: JobOutcome) -> int:
+        """Its place among the jobs, found by its swept overrides (self.jobs if they name none)."""
+        return self.job_labels.index(outcome.overrides) if outcome.overrides in self.job_labels else self.jobs
+
+    def _swept(self, overrides: Sequence[str]) -> str:
+        return " ".join(o for o in overrides if o.split("=", 1)[0] in self.swept_keys)
 
     @classmethod
     @contextlib.contextmanager
@@ -158,8 +226,15 @@ class MultirunParentRun(Callback):
             raise
 
 
-def run_job(cfg: DictConfig) -> None:
-    """One pipeline run in Hydra's output folder, its output also in the folder's log file."""
+def _swept_keys(jobs: list[list[str]]) -> set[str]:
+    """The keys whose value differs between the jobs (every key when none does); all jobs list the same keys."""
+    varying = {job[i].split("=", 1)[0] for job in jobs for i in range(len(job)) if job[i] != jobs[0][i]}
+    return varying or {override.split("=", 1)[0] for override in jobs[0]}
+
+
+def run_job(cfg: DictConfig) -> dict[str, float]:
+    """One pipeline run in Hydra's output folder, its output also in the folder's log file; its test metrics, which
+    Hydra hands to the callbacks (`JobReturn.return_value`)."""
     hydra = HydraConfig.get()
     output_dir = Path(hydra.runtime.output_dir)
     OmegaConf.update(cfg, "output_dir", str(output_dir))
@@ -180,7 +255,7 @@ def run_job(cfg: DictConfig) -> None:
             if hydra.mode == RunMode.MULTIRUN:
                 release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
         print(f"\nTest metrics ({time.perf_counter() - started:.1f} s, output in {result.output_dir}):")
-        for name in ("test_loss", "test_accuracy", "test_f1_macro"):
+        for name in TEST_METRICS:
             print(f"  {name:<14} {result.test_metrics[name]:.4f}")
         if result.run_id:
             assert isinstance(result.settings.tracking, MlflowTracking)
@@ -191,6 +266,7 @@ def run_job(cfg: DictConfig) -> None:
         from pipeline.tracking import attach_console_log
 
         attach_console_log(result.settings, result.run_id, output_dir)
+    return result.test_metrics
 
 
 def _pin_to_share(cfg: DictConfig, hydra: HydraConf, jobs: int) -> None:

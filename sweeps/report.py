@@ -21,6 +21,7 @@ from mlflow.entities import Metric, RunTag
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import matplotlib as optuna_plots
 
+from pipeline.tracking.links import run_page
 from sweeps.heartbeat import RETRY_OF
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
 from sweeps.settings import Param
@@ -61,6 +62,7 @@ class SweepSummary:
     best_value: float | None = None
     best_values: dict[str, Scalar] = field(default_factory=dict)  # config key -> value
     best_run_id: str | None = None
+    best_run_page: str | None = None  # the best trial's run in the MLflow UI
     best_model_id: str | None = None
     command: str | None = None
     registered_version: str | None = None  # "<name> version <n>" when the best model was registered
@@ -79,7 +81,7 @@ class SweepSummary:
                 f"Reproduce it: {self.command}",
             ]
             if self.best_run_id:
-                lines.append(f"Best trial's MLflow run: {self.best_run_id}")
+                lines.append(f"Best trial's MLflow run: {self.best_run_page or self.best_run_id}")
             if self.best_model_id:
                 lines.append(f"Best trial's model: models:/{self.best_model_id}"
                              + (f" (registered as {self.registered_version})" if self.registered_version else ""))
@@ -113,8 +115,10 @@ def top_trials(trials: Sequence[FrozenTrial], params: Mapping[str, Param], direc
 
 
 def summarize(
-    study: optuna.Study, params: Mapping[str, Param], pipeline_overrides: Sequence[str], direction: str
+    study: optuna.Study, params: Mapping[str, Param], pipeline_overrides: Sequence[str], direction: str,
+    runs: SweepRuns | None = None,
 ) -> SweepSummary:
+    """The study's outcome; with `runs` (the sweep is tracked), the link to the best trial's run."""
     trials = study.get_trials(deepcopy=False)
     states = dict(Counter(trial.state.name for trial in trials))
     epochs = sum(epochs_trained(trial) for trial in trials)
@@ -124,9 +128,11 @@ def summarize(
         return SweepSummary(study.study_name, states, epochs, top=top)
     best = study.best_trial
     values = values_from_params(best.params, params)
+    run_id = best.user_attrs.get(RUN_ID_ATTR)
+    page = run_page(runs.uri, runs.experiment_id, run_id) if runs and run_id else None
     return SweepSummary(
-        study.study_name, states, epochs, best.number, best.value, values,
-        best.user_attrs.get(RUN_ID_ATTR), best.user_attrs.get(MODEL_ID_ATTR),
+        study.study_name, states, epochs, best.number, best.value, values, run_id, page,
+        best.user_attrs.get(MODEL_ID_ATTR),
         reproduce_command(pipeline_overrides, values), top=top,
     )
 

@@ -58,7 +58,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
                 break
         status = FINISHED
     finally:
-        summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction)
+        summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction, sweep.runs)
         if sweep.runs and status == FINISHED and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.sweep_settings, study, summary)
         if sweep.runs and parent_run_id:

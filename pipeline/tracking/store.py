@@ -6,6 +6,7 @@ Everything here resolves to absolute paths, so a changed working directory never
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -19,6 +20,9 @@ from pipeline.errors import PipelineError
 SQLITE = "sqlite:///"
 LOCAL_DB = PROJECT_ROOT / "mlruns" / "mlflow.db"
 SERVER_TIMEOUT_S = 5.0
+# Logs at INFO while MLflow creates (or migrates) a SQLite store's tables: nothing a user acts on. (MLflow holds
+# alembic's own logger at WARNING already.)
+STORE_CREATION_LOGGER = "mlflow.store.db.utils"
 _passed_checks: set[str] = set()  # the URIs that passed `check_store` in this process
 
 
@@ -53,6 +57,7 @@ def check_store(uri: str) -> None:
     database = sqlite_path(uri)
     if database is not None:
         _check_writable(database, uri)
+        _quiet_table_creation()
     elif uri.startswith(("http://", "https://")):
         _check_server(uri)
     _passed_checks.add(uri)
@@ -72,6 +77,13 @@ def _check_writable(database: Path, uri: str) -> None:
             raise PipelineError(f"tracking.uri={uri}: {path} is not writable; "
                                 "choose a writable place with tracking.uri=sqlite:///<path>/mlflow.db "
                                 "or use tracking=none")
+
+
+def _quiet_table_creation() -> None:
+    """Before the first MLflow client opens the store (every entry point checks it first); PIPELINE_DEBUG=1 shows
+    those lines."""
+    if os.environ.get("PIPELINE_DEBUG") != "1":
+        logging.getLogger(STORE_CREATION_LOGGER).setLevel(logging.WARNING)
 
 
 def _check_server(uri: str) -> None:

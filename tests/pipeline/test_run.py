@@ -10,6 +10,7 @@ import time
 import pytest
 
 from pipeline.config import PROJECT_ROOT
+from tests.mlflow_fixtures import MlflowStore
 from tests.pipeline.test_device import without_gpu
 from tests.pipeline.test_tf_log import START_UP_NOISE, users_environment
 
@@ -94,13 +95,28 @@ def test_a_run_shows_its_own_output_and_logs_it_as_plain_text_one_line_per_epoch
     assert len(epoch_lines) == 3 and all(line.startswith("7/7 ") for line in epoch_lines), log
 
 
-def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store):
+def assert_ends_with_the_jobs_table(stdout: str, parent, children) -> None:
+    """The multirun's last lines: each job's status, test metrics and swept override, then the parent run's link."""
+    heading, _, *rows, link = stdout.strip().splitlines()[-(3 + len(children)):]
+    assert heading == f"Multirun of {len(children)} jobs: FINISHED", stdout
+    by_override = {row.split()[-1]: row.split() for row in rows}
+    for child in children:
+        row = by_override[f"optimizer={child.data.params['optimizer.name']}"]
+        assert row[1:5] == ["FINISHED", *(f"{child.data.metrics[name]:.4f}"
+                                          for name in ("test_accuracy", "test_loss", "test_f1_macro"))], rows
+    assert [row.split()[-1] for row in rows] == ["optimizer=sgd", "optimizer=adam"]  # in the jobs' order
+    assert link.startswith(f"MLflow parent run of the {len(children)} jobs: http") and parent.info.run_id in link
+
+
+def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path):
+    mlflow_store = MlflowStore(tmp_path / "mlruns")  # a fresh store: the multirun creates it
     sweep_dir = tmp_path / "multirun"
     result = pipeline_run("-m", "optimizer=sgd,adam", "trainer.epochs=1", "trainer.verbose=0",
                           "data.max_train_samples=200", mlflow_store.override, f"hydra.sweep.dir={sweep_dir}",
                           MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL="0.2")  # a sample within these short runs
     assert result.returncode == 0, result.stderr
     assert "[absl]" not in result.stdout  # no progress bar of MLflow's check of the logged model
+    assert "Creating initial MLflow database tables" not in result.stderr, result.stderr
     runs = mlflow_store.runs()
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -117,6 +133,7 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path, mlflow_store)
     experiment = parents[0].info.experiment_id
     for run in (*parents, *children):  # each run's page, in the UI's Model-training view
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
+    assert_ends_with_the_jobs_table(result.stdout, parents[0], children)
 
 
 def signal_when_training(command: list[str], store, signum: signal.Signals) -> subprocess.CompletedProcess:
@@ -164,6 +181,7 @@ def test_the_joblib_launcher_runs_jobs_in_processes_with_their_share_of_the_core
     assert len(children) == 2 and {run.info.status for run in (parent, *children)} == {"FINISHED"}
     share = str(max(1, (os.cpu_count() or 1) // 2))
     assert [run.data.params["device.intra_op_threads"] for run in children] == [share, share]
+    assert_ends_with_the_jobs_table(result.stdout, parent, children)  # the jobs ran in other processes
 
 
 def test_a_bad_value_in_any_job_fails_before_the_first_starts(tmp_path, mlflow_store):

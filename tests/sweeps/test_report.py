@@ -8,6 +8,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from pipeline.compose import compose_config, validate
+from pipeline.tracking.links import run_page
 from sweeps.heartbeat import RETRY_OF
 from sweeps.mlflow_runs import RUN_ID_ATTR, SweepRuns
 from sweeps.report import BASELINE_ATTR, log_to_parent, summarize, top_trials
@@ -72,7 +73,10 @@ def test_the_parent_run_gets_the_best_value_parameters_command_and_plots(mlflow_
     runs = SweepRuns(settings_for(mlflow_store.override).tracking, "report-test")
     study = minimizing_study()
     parent = runs.parent_run(study, {})
-    summary = summarize(study, PARAMS, ["trainer.epochs=3"], "minimize")
+    summary = summarize(study, PARAMS, ["trainer.epochs=3"], "minimize", runs)
+    page = run_page(mlflow_store.uri, runs.experiment_id, "run-1")
+    assert f"/#/experiments/{runs.experiment_id}/runs/run-1?workflowType=machine_learning" in page
+    assert f"Best trial's MLflow run: {page}" in summary.lines()  # a link, as the parent run's line gives
     log_to_parent(runs, parent, summary, study)
     run = runs.client.get_run(parent)
     assert run.data.metrics["best_value"] == 0.2 and run.data.metrics["trials_complete"] == 3

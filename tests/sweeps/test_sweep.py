@@ -35,6 +35,10 @@ def test_sweep_logs_parent_and_child_runs_and_resumes_to_the_total(sweep_overrid
     assert parent.data.metrics["best_value"] == pytest.approx(summary.best_value)
     assert parent.data.tags["best_trial_run_id"] == children[summary.best_number].info.run_id
     assert parent.data.tags["reproduce_command"] == summary.command
+    best = children[summary.best_number].info  # the report links to its run, in its experiment
+    assert any(line.startswith("Best trial's MLflow run: http") and line.endswith(
+        f"/#/experiments/{best.experiment_id}/runs/{best.run_id}?workflowType=machine_learning")
+        for line in summary.lines()), summary.lines()
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")} >= {
         "optuna/optimization_history.png", "optuna/parallel_coordinate.png", "optuna/intermediate_values.png"}
     for child in children.values():

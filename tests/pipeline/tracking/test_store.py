@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -11,6 +13,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.store import check_store
+from tests.pipeline.test_tf_log import users_environment
 from tests.pipeline.tracking.conftest import open_and_close, settings_for
 from tests.ports import free_port
 
@@ -66,3 +69,17 @@ def test_a_server_that_passed_is_not_asked_again_in_this_process():
         server.shutdown()
         server.server_close()
     assert requests == ["/health", "/api/2.0/mlflow/experiments/search"]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["default", "PIPELINE_DEBUG=1"])
+def test_a_fresh_store_is_created_without_mlflows_info_lines(tmp_path, debug):
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    # As every entry point opens a store: checked first, then MLflow's client (a whole tracked run: test_run.py)
+    script = ("from mlflow import MlflowClient\n"
+              "from pipeline.tracking.store import check_store\n"
+              f"check_store({uri!r})\n"
+              f"MlflowClient({uri!r}).search_experiments()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                            env=users_environment(**({"PIPELINE_DEBUG": "1"} if debug else {})), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert ("mlflow.store.db.utils: Creating initial MLflow database tables" in result.stderr) == debug, result.stderr
