@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,25 @@ class TrainingState:
     """What a resumed run needs besides the weights: where it stopped and what it has seen so far."""
 
     epochs_done: int = 0
+    # Steps of epoch `epochs_done` already trained, from a checkpoint inside it (trainer.checkpoint.every); 0 when
+    # the checkpoint is an epoch's end.
+    epoch_steps: int = 0
     best_value: float | None = None
     history: dict[str, list[float]] = field(default_factory=dict)
     # The random generators of the model (dropout) and of data.augment at the epoch's end: Keras's .keras files
-    # do not keep them, and a resumed run draws what the uninterrupted run would have.
+    # do not keep them, and a resumed run draws what the uninterrupted run would have. Inside an epoch: the model's
+    # at the checkpoint, data.augment's at the epoch's start (the resumed epoch augments its skipped batches again).
     random_state: list[list[int]] = field(default_factory=list)
+    # Inside an epoch: the training metrics' variables (model.metrics_variables) so far, so that the resumed epoch's
+    # loss and accuracy cover all of its steps.
+    metric_state: list[Any] = field(default_factory=list)
     # The dtype policy the checkpoints were saved under (device.precision resolved); see core._resume_into.
     precision: str = "float32"
+
+    @property
+    def started(self) -> bool:
+        """Whether there is training to continue (a whole epoch or part of one)."""
+        return bool(self.epochs_done or self.epoch_steps)
 
     def restore_random_state(self, model: keras.Model, augment: keras.Model | None) -> None:
         if self.random_state:
@@ -49,7 +62,11 @@ class TrainingState:
 
 def random_variables(model: keras.Model, augment: keras.Model | None) -> list[keras.Variable]:
     """The seed generators' states (keras.random.SeedGenerator) of the model's layers and the augmentation's."""
-    variables = [*model.non_trainable_variables, *(augment.variables if augment is not None else [])]
+    augment_variables = augment.variables if augment is not None else []
+    return [*_seed_states(model.non_trainable_variables), *_seed_states(augment_variables)]
+
+
+def _seed_states(variables: list[keras.Variable]) -> list[keras.Variable]:
     return [variable for variable in variables if variable.path.endswith("seed_generator_state")]
 
 
@@ -64,7 +81,11 @@ def checkpoint_callbacks(
 
 class _CheckpointWriter(keras.callbacks.Callback):
     """Every file is written under a temporary name and then renamed: a run killed mid-save (Ctrl-C,
-    SIGTERM) keeps its previous complete checkpoint. The state goes last, so it never runs ahead of last.keras."""
+    SIGTERM) keeps its previous complete checkpoint. The state goes last, so it never runs ahead of last.keras.
+
+    With `every` in steps or minutes, last.keras and the state are also written inside an epoch, checked before
+    each compiled call (a batch-begin hook, which costs no device sync; see trainer.StopOnRequest): `batch` there is
+    the steps the call's epoch has run in this process, which start after the resumed steps in a resumed epoch."""
 
     def __init__(self, checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState,
                  augment: keras.Model | None):
@@ -73,6 +94,30 @@ class _CheckpointWriter(keras.callbacks.Callback):
         self.settings = settings
         self.state = copy.deepcopy(state)
         self.augment = augment
+        self._resumed_steps = self._saved_step = 0
+        self._saved_at = time.monotonic()
+        self._augment_at_epoch_start: list[list[int]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # The state says steps of this epoch only when the run resumes inside it (an epoch's end resets them).
+        self._resumed_steps = self._saved_step = self.state.epoch_steps if epoch == self.state.epochs_done else 0
+        self._saved_at = time.monotonic()
+        if self._resumed_steps and self.state.metric_state:  # both trainers reset the metrics before this hook
+            for variable, value in zip(self.model.metrics_variables, self.state.metric_state, strict=True):
+                variable.assign(value)
+        if self.settings.every != "epoch" and self.augment is not None:
+            self._augment_at_epoch_start = _values(_seed_states(self.augment.variables))
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        steps, seconds = self.settings.every_steps, self.settings.every_seconds
+        step = self._resumed_steps + batch
+        if step > self._saved_step and ((steps is not None and step - self._saved_step >= steps)
+                                        or (seconds is not None and time.monotonic() - self._saved_at >= seconds)):
+            _replace_atomically(self.checkpoint_dir / LAST, self.model.save)
+            self.state.epoch_steps = step
+            self.state.metric_state = _values(self.model.metrics_variables)
+            self._write_state(_values(random_variables(self.model, None)) + self._augment_at_epoch_start)
+            self._saved_step, self._saved_at = step, time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -85,14 +130,21 @@ class _CheckpointWriter(keras.callbacks.Callback):
             self.state.best_value = float(value)
             # The model just saved: a file copy, not a second serialization of every weight.
             _replace_atomically(self.checkpoint_dir / BEST, lambda path: shutil.copyfile(last, path))
-        self.state.epochs_done = epoch + 1
+        self.state.epochs_done, self.state.epoch_steps, self.state.metric_state = epoch + 1, 0, []
+        self._write_state(_values(random_variables(self.model, self.augment)))
+
+    def _write_state(self, random_state: list[list[int]]) -> None:
         self.state.precision = self.model.dtype_policy.name
-        self.state.random_state = [variable.numpy().tolist() for variable in random_variables(self.model, self.augment)]
+        self.state.random_state = random_state
         _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
 
     def _improves(self, value: float) -> bool:
         best = self.state.best_value
         return best is None or (value > best if self.settings.mode == "max" else value < best)
+
+
+def _values(variables: list[keras.Variable]) -> list[Any]:
+    return [variable.numpy().tolist() for variable in variables]
 
 
 def _replace_atomically(path: Path, write) -> None:

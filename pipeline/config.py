@@ -6,6 +6,7 @@ Everything here is pure Python: a typo or a bad value fails here, before TensorF
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -196,10 +197,39 @@ EPOCH_METRICS: tuple[str, ...] = get_args(EpochMetric)
 EPOCH_STATS = ("learning_rate", "epoch_time")
 
 
+CHECKPOINT_EVERY = re.compile(r"(?P<count>\d+(?:\.\d+)?)\s*(?P<unit>steps?|minutes?)")
+
+
 class CheckpointSettings(Schema):
     monitor: EpochMetric = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     evaluate: Literal["best", "last"] = "best"  # which weights are tested and logged as the run's model
+    # How often last.keras and the state are saved besides each epoch's end: epoch (only then), "<N> steps" or
+    # "<M> minutes" (checked once per compiled call, so N steps is rounded up to a call's end).
+    every: str = "epoch"
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _epoch_steps_or_minutes(cls, value: Any) -> Any:
+        if value == "epoch":
+            return value
+        match = CHECKPOINT_EVERY.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match and float(match["count"]) > 0 and (match["unit"].startswith("minute") or match["count"].isdigit()):
+            return f"{match['count']} {'steps' if match['unit'].startswith('step') else 'minutes'}"
+        raise ValueError(f"trainer.checkpoint.every={value!r}: allowed: epoch, <N> steps or <M> minutes "
+                         "(e.g. 500 steps, 10 minutes)")
+
+    @property
+    def every_steps(self) -> int | None:
+        """`every` in steps (None unless "<N> steps")."""
+        count, _, unit = self.every.partition(" ")
+        return int(count) if unit == "steps" else None
+
+    @property
+    def every_seconds(self) -> float | None:
+        """`every` in seconds (None unless "<M> minutes")."""
+        count, _, unit = self.every.partition(" ")
+        return float(count) * 60 if unit == "minutes" else None
 
 
 class EarlyStoppingSettings(Schema):

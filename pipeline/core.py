@@ -120,11 +120,12 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
     tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
     print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
           f"trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
-          f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}")
+          f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}"
+          + (f", epoch {state.epochs_done + 1} from step {state.epoch_steps + 1}" if state.epoch_steps else ""))
     history = trainer.train(
         settings.trainer, model, data, placement, run_callbacks,
         steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
-        earlier_history=state.history, augment=augment,
+        initial_step=state.epoch_steps, earlier_history=state.history, augment=augment,
     )
     _check_finite(history)
     return history
@@ -184,7 +185,7 @@ def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_d
 def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, placement: device.Placement,
                     state: checkpoints.TrainingState, checkpoint_dir: Path) -> keras.Model:
     with placement.scope():
-        if state.epochs_done:
+        if state.started:
             _resume_into(model, checkpoint_dir / checkpoints.LAST, state.precision, settings, placement)
             return model
         steps_per_epoch = trainer.steps_in_epoch(data, settings.trainer.batch_size)

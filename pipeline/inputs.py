@@ -29,12 +29,17 @@ DECODE_BATCH = 256  # images per write when a folder is decoded into a cache
 
 
 def training_batches(data: Dataset, batch_size: int, seed: int, augment: keras.Sequential | None = None,
-                     first_epoch: int = 0) -> tf.data.Dataset:
+                     first_epoch: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
     """Shuffled training batches (seeded, reshuffled each epoch), augmented when asked. `first_epoch` > 0 (a resumed
-    run) starts from that epoch's order, as if the epochs before had been read."""
-    batches = _batches(data, data.train, batch_size, shuffle_seed=seed, skip_epochs=first_epoch)
+    run) starts from that epoch's order, as if the epochs before had been read; `skip_batches` (a run resumed inside
+    that epoch) leaves out its first batches, so the rest are the uninterrupted run's. Only their row numbers are read,
+    unless data.augment draws for them (the augmentation's generator continues from the epoch's start) or bad files
+    left out of a streamed folder shift the batches."""
+    batches = _batches(data, data.train, batch_size, shuffle_seed=seed, skip_epochs=first_epoch,
+                       skip_batches=skip_batches if augment is None else 0)
     if augment is not None:
         batches = batches.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+        batches = batches.skip(skip_batches)
     return batches.prefetch(AUTOTUNE)
 
 
@@ -58,7 +63,7 @@ def split_images(data: Dataset, split: str, count: int | None = None) -> np.ndar
 
 
 def _batches(data: Dataset, split: Split, batch_size: int, shuffle_seed: int | None = None,
-             skip_epochs: int = 0) -> tf.data.Dataset:
+             skip_epochs: int = 0, skip_batches: int = 0) -> tf.data.Dataset:
     with tf.device("/CPU:0"):
         examples = tf.data.Dataset.from_tensor_slices((split.rows, split.labels))
         if shuffle_seed is not None:
@@ -67,6 +72,10 @@ def _batches(data: Dataset, split: Split, batch_size: int, shuffle_seed: int | N
                 for _ in examples.batch(1 << 16):
                     pass
         pixels = _pool_pixels(data, split)
+        # Skipped as rows, before anything is read; but a streamed folder that leaves bad files out counts its
+        # batches only after decoding.
+        skip_decoded = skip_batches if pixels is None and data.image_files and data.image_files.skip_bad_images else 0
+        examples = examples.skip((skip_batches - skip_decoded) * batch_size)
         if pixels is None:  # decoded file by file, in parallel, as batches are needed
             files = data.image_files
             assert files is not None and split.files is not None
@@ -75,7 +84,7 @@ def _batches(data: Dataset, split: Split, batch_size: int, shuffle_seed: int | N
                                    num_parallel_calls=AUTOTUNE)
             if files.skip_bad_images:  # a file that passed the scan but still fails to decode is left out
                 decoded = decoded.ignore_errors()
-            batches = decoded.batch(batch_size)
+            batches = decoded.batch(batch_size).skip(skip_decoded)
         else:
             batches = examples.batch(batch_size).map(lambda rows, labels: (_gather(pixels, rows), labels),
                                                      num_parallel_calls=AUTOTUNE)

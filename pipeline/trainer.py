@@ -166,15 +166,20 @@ def train(
     steps_per_execution: int,
     seed: int,
     initial_epoch: int = 0,
+    initial_step: int = 0,
     earlier_history: Mapping[str, list[float]] | None = None,
     augment: keras.Sequential | None = None,
 ) -> dict[str, list[float]]:
-    """Train a compiled model from `initial_epoch` to `settings.epochs`, `steps_per_execution` steps per compiled
-    call; callbacks see every epoch's logs. Returns the run's per-epoch logs (Keras's History): `earlier_history`,
-    a resumed run's first `initial_epoch` epochs, then this call's. A SIGTERM stops it between two calls
-    (KeyboardInterrupt). An image file that fails to decode mid-epoch ends it with a one-line error naming the file
-    (the last checkpoint stays)."""
-    train_batches = inputs.training_batches(data, settings.batch_size, seed, augment, first_epoch=initial_epoch)
+    """Train a compiled model from `initial_epoch` (its first `initial_step` steps already trained: a run resumed
+    inside it) to `settings.epochs`, `steps_per_execution` steps per compiled call; callbacks see every epoch's logs.
+    Returns the run's per-epoch logs (Keras's History): `earlier_history`, a resumed run's first `initial_epoch`
+    epochs, then this call's. A SIGTERM stops it between two calls (KeyboardInterrupt). An image file that fails to
+    decode mid-epoch ends it with a one-line error naming the file (the last checkpoint stays)."""
+    # A run resumed inside an epoch reads that epoch's remaining batches first, then whole epochs.
+    resumed_batches = inputs.training_batches(data, settings.batch_size, seed, augment, first_epoch=initial_epoch,
+                                              skip_batches=initial_step) if initial_step else None
+    train_batches = inputs.training_batches(data, settings.batch_size, seed, augment,
+                                            first_epoch=initial_epoch + bool(initial_step))
     val_batches = inputs.evaluation_batches(data, "validation", settings.batch_size)
     # What compile(steps_per_execution=N) sets; both trainers read it (fit's train and test functions are
     # rebuilt, as the probe may have built them for one step per call).
@@ -186,6 +191,7 @@ def train(
             history = TRAINERS[settings.name](
                 settings=settings, model=model, train_batches=train_batches, val_batches=val_batches,
                 placement=placement, callbacks=[*callbacks, StopOnRequest(placement)], initial_epoch=initial_epoch,
+                resumed_batches=resumed_batches,
             )
         except tf.errors.InvalidArgumentError:
             bad = data.image_files and (inputs.undecodable_file(data, data.train)
@@ -199,30 +205,59 @@ def train(
     return {key: [*earlier.get(key, []), *history.get(key, [])] for key in {**earlier, **history}}
 
 
-def _fit(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch) -> dict[str, list[float]]:
-    steps = int(train_batches.cardinality())
-    return model.fit(
-        train_batches,
-        validation_data=val_batches,
-        # Given, Keras reads one shuffled order per epoch (as the custom loop does), so a resumed run's epoch k is
-        # the uninterrupted run's; unknown when bad images are skipped.
-        steps_per_epoch=steps if steps > 0 else None,
-        epochs=settings.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=settings.verbose,
-        shuffle=False,  # the tf.data pipeline already shuffles, seeded
-    ).history
+def _fit(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch,
+         resumed_batches) -> dict[str, list[float]]:
+    def fit(batches: tf.data.Dataset, first_epoch: int, end_epoch: int) -> dict[str, list[float]]:
+        steps = int(batches.cardinality())
+        return model.fit(
+            batches,
+            validation_data=val_batches,
+            # Given, Keras reads one shuffled order per epoch (as the custom loop does), so a resumed run's epoch k
+            # is the uninterrupted run's; unknown when bad images are skipped.
+            steps_per_epoch=steps if steps > 0 else None,
+            epochs=end_epoch,
+            initial_epoch=first_epoch,
+            callbacks=callbacks,
+            verbose=settings.verbose,
+            shuffle=False,  # the tf.data pipeline already shuffles, seeded
+        ).history
+
+    history: dict[str, list[float]] = {}
+    if resumed_batches is not None:
+        build_training_variables(model, placement.strategy, val_batches)
+        # Keras's fit has no public way to start inside an epoch: the rest of it is one fit call of its own
+        # (callbacks see a second on_train_begin, which Keras's own callbacks allow for).
+        history = fit(resumed_batches, initial_epoch, initial_epoch + 1)
+        initial_epoch += 1
+        if model.stop_training or initial_epoch == settings.epochs:
+            return history
+    rest = fit(train_batches, initial_epoch, settings.epochs)
+    return {key: [*history.get(key, []), *rest.get(key, [])] for key in {**history, **rest}}
 
 
-def _custom(*, settings, model, train_batches, val_batches, placement, callbacks,
-            initial_epoch) -> dict[str, list[float]]:
+def _custom(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch,
+            resumed_batches) -> dict[str, list[float]]:
     return GradientTapeLoop(model, placement.strategy, train_batches, val_batches).fit(
-        train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch
+        train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch,
+        resumed_batches=resumed_batches,
     )
 
 
 TRAINERS: dict[str, Callable[..., dict[str, list[float]]]] = {"fit": _fit, "custom": _custom}
+
+
+def build_training_variables(model: keras.Model, strategy: tf.distribute.Strategy,
+                             val_batches: tf.data.Dataset) -> None:
+    """Create the optimizer's and metrics' variables up front, in the strategy's scope (not in a replica): the custom
+    loop's graph needs them, and a run resumed inside an epoch puts its metrics' totals back before the first step.
+    From a validation batch: iterating the training batches would advance their seeded shuffle by an epoch."""
+    x, y = next(iter(val_batches))
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+        y_pred = model(x[:1], training=False)
+        for metric in model.metrics[1:]:  # after the loss's running mean, which has no build step
+            if not metric.built:
+                metric.build(y[:1], y_pred)
 
 
 class GradientTapeLoop:
@@ -236,19 +271,9 @@ class GradientTapeLoop:
         self.epoch_steps = int(train_batches.cardinality())  # negative when unknown (bad images skipped)
         # model.metrics: the loss's running mean (Keras's tracker, "loss"), then the compiled metrics.
         self.loss_tracker, *self.compiled_metrics = model.metrics
-        # A validation batch: iterating the training batches would advance their seeded shuffle by an epoch.
-        self._build(*next(iter(val_batches)))
+        build_training_variables(model, strategy, val_batches)
         self._train_steps = self._compiled_train_steps()
         self._evaluate = self._compiled_evaluation()
-
-    def _build(self, x, y) -> None:
-        """Create the optimizer's and metrics' variables up front, in the strategy's scope (not in a replica)."""
-        with self.strategy.scope():
-            self.model.optimizer.build(self.model.trainable_variables)
-            y_pred = self.model(x[:1], training=False)
-            for metric in self.compiled_metrics:
-                if not metric.built:
-                    metric.build(y[:1], y_pred)
 
     def _compiled_train_steps(self) -> Callable:
         # As in Keras's own trainer: XLA (compile's jit_compile) on the per-replica step, and a graph function
@@ -308,14 +333,21 @@ class GradientTapeLoop:
             results.update(result if isinstance(result, dict) else {metric.name: result})
         return results
 
-    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks,
-            initial_epoch: int) -> dict[str, list[float]]:
-        """Train from `initial_epoch`; returns this call's per-epoch logs, as model.fit's History has them."""
+    def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int,
+            resumed_batches: tf.data.Dataset | None = None) -> dict[str, list[float]]:
+        """Train from `initial_epoch`, whose batches are `resumed_batches` when given (the rest of an epoch a run
+        resumes inside); returns this call's per-epoch logs, as model.fit's History has them."""
         steps = self.epoch_steps
         # Across workers, each takes its share of every global batch (the row dataset has no files to shard).
         sharding = tf.data.Options()
         sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        train_batches = self.strategy.experimental_distribute_dataset(train_batches.with_options(sharding))
+
+        def distributed(batches: tf.data.Dataset) -> tf.distribute.DistributedDataset:
+            return self.strategy.experimental_distribute_dataset(batches.with_options(sharding))
+
+        resumed_steps = steps if resumed_batches is None else int(resumed_batches.cardinality())
+        train_batches = distributed(train_batches)
+        resumed_batches = None if resumed_batches is None else distributed(resumed_batches)
         val_batches = self.strategy.experimental_distribute_dataset(val_batches)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=settings.verbose != 0, model=self.model,
@@ -325,18 +357,22 @@ class GradientTapeLoop:
         callback_list.on_train_begin()
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, settings.epochs):
+            self.model.reset_metrics()  # before the callbacks, as in fit: a resumed epoch's writer restores them
             callback_list.on_epoch_begin(epoch)
-            logs = {**self._train_epoch(train_batches, callback_list), **self._validate(val_batches)}
+            resumed = epoch == initial_epoch and resumed_batches is not None
+            logs = {**self._train_epoch(resumed_batches if resumed else train_batches,
+                                        resumed_steps if resumed else steps, callback_list),
+                    **self._validate(val_batches)}
             callback_list.on_epoch_end(epoch, logs)
             if self.model.stop_training:
                 break
         callback_list.on_train_end(logs)
         return self.model.history.history  # CallbackList(add_history=True) set its History on the model
 
-    def _train_epoch(self, train_batches, callback_list: keras.callbacks.CallbackList) -> dict[str, float]:
-        """One pass over the training batches, `steps_per_execution` per call; the epoch's training logs."""
-        self.model.reset_metrics()
-        batches, done, steps = iter(train_batches), 0, self.epoch_steps
+    def _train_epoch(self, train_batches, steps: int, callback_list: keras.callbacks.CallbackList) -> dict[str, float]:
+        """One pass over the training batches (`steps` of them, negative when unknown), `steps_per_execution` per
+        call; the epoch's training logs. Batch indices count this pass's steps, as in a fit call."""
+        batches, done = iter(train_batches), 0
         while not self.model.stop_training and (steps < 0 or done < steps):
             calls = self.model.steps_per_execution if steps < 0 else min(self.model.steps_per_execution, steps - done)
             # As in fit, the batch callbacks (progress bar, stop request) run once per call, with its last step's

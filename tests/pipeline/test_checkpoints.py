@@ -125,3 +125,60 @@ def test_a_state_reads_back_as_written_nan_included(tmp_path):
     read = TrainingState.read(tmp_path)
     assert (read.epochs_done, read.best_value, read.random_state) == (3, 0.25, [[1, 2]])
     assert read.history["loss"][0] == 1.0 and math.isnan(read.history["loss"][1]) and read.history["loss"][2] == 0.5
+
+
+def test_inside_an_epoch_the_writer_saves_once_n_steps_have_passed_at_a_calls_start(tmp_path):
+    model = small_model()
+    writer = writer_for(model, tmp_path, every="5 steps")
+    writer.on_epoch_begin(0)
+    saved = []
+    for step in range(0, 15, 3):  # calls of 3 steps: those starting at steps 6 (>= 5) and 12 (6 since) save
+        mark(model, step)
+        writer.on_train_batch_begin(step)
+        if (tmp_path / STATE).exists():
+            saved.append(TrainingState.read(tmp_path).epoch_steps)
+    assert saved == [6, 6, 12] and marker(tmp_path / LAST) == 12
+    state = TrainingState.read(tmp_path)
+    assert state.epochs_done == 0 and state.history == {}
+    assert len(state.metric_state) == len(model.metrics_variables) > 0
+    writer.on_epoch_end(0, {"val_accuracy": 0.5})
+    state = TrainingState.read(tmp_path)
+    assert (state.epochs_done, state.epoch_steps, state.metric_state) == (1, 0, [])
+
+
+def test_inside_an_epoch_the_writer_saves_once_m_minutes_have_passed(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: clock[0])
+    writer = writer_for(small_model(), tmp_path, every="2 minutes")
+    writer.on_epoch_begin(0)
+    saved = []
+    for step, minutes in [(4, 1.0), (8, 2.5), (12, 3.5), (16, 4.6)]:  # 16: 2.1 minutes after the save at 8
+        clock[0] = 1000.0 + 60 * minutes
+        writer.on_train_batch_begin(step)
+        saved.append(TrainingState.read(tmp_path).epoch_steps if (tmp_path / STATE).exists() else None)
+    assert saved == [None, 8, 8, 16]
+
+
+def test_every_epoch_writes_nothing_inside_an_epoch(tmp_path):
+    writer = writer_for(small_model(), tmp_path)
+    writer.on_epoch_begin(0)
+    for step in range(0, 1000, 10):
+        writer.on_train_batch_begin(step)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_resumed_epoch_counts_on_from_its_checkpoint_and_gets_its_training_metrics_back(tmp_path):
+    model = small_model()
+    model.fit(np.ones((8, 4), "float32"), np.zeros(8), verbose=0)  # builds the metrics
+    saved = [float(index + 3) for index in range(len(model.metrics_variables))]  # loss: its total and count
+    assert saved
+    earlier = TrainingState(epochs_done=2, epoch_steps=7, metric_state=saved)
+    writer = writer_for(model, tmp_path, earlier, every="5 steps")
+    model.reset_metrics()
+    writer.on_epoch_begin(2)
+    assert [variable.numpy().tolist() for variable in model.metrics_variables] == saved
+    writer.on_train_batch_begin(4)  # step 11 of the epoch: 4 since the resumed checkpoint
+    assert not (tmp_path / STATE).exists()
+    writer.on_train_batch_begin(5)
+    state = TrainingState.read(tmp_path)
+    assert (state.epochs_done, state.epoch_steps) == (2, 12)

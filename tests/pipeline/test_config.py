@@ -85,6 +85,10 @@ def test_command_line_overrides_win_over_presets():
         (["trainer.batch_size=0"], "trainer.batch_size=0: input should be greater than or equal to 1"),
         (["trainer.checkpoint.monitor=val_acc"],
          "trainer.checkpoint.monitor='val_acc': allowed: 'loss', 'accuracy', 'val_loss' or 'val_accuracy'"),
+        (["trainer.checkpoint.every=0"], "trainer.checkpoint.every=0: allowed: epoch, <N> steps or <M> minutes "
+                                         "(e.g. 500 steps, 10 minutes)"),
+        (["trainer.checkpoint.every=5 parsecs"], "trainer.checkpoint.every='5 parsecs': allowed: epoch, <N> steps or "),
+        (["trainer.checkpoint.every=2.5 steps"], "trainer.checkpoint.every='2.5 steps': allowed: epoch, <N> steps or "),
         (["data=npz"], "data.path: missing a required value"),
         (["optimizer.schedule=linear"], "optimizer.schedule='linear': allowed: 'constant', 'cosine' or 'exponential'"),
         (["tracking=server"], "tracking=server needs tracking.uri"),
@@ -110,6 +114,26 @@ def test_the_replaced_mixed_precision_key_fails_in_one_line_before_tensorflow_lo
         "device.mixed_precision: replaced by device.precision (auto, float32, mixed_bfloat16 or mixed_float16; "
         "true was mixed_float16)"), result.stderr
     assert result.stdout.strip().endswith("tensorflow imported: False")
+
+
+@pytest.mark.parametrize(("every", "steps", "seconds"), [
+    ("epoch", None, None), ("500 steps", 500, None), ("500steps", 500, None), ("1 step", 1, None),
+    ("10 minutes", None, 600.0), ("0.5 minute", None, 30.0),
+])
+def test_checkpoints_inside_an_epoch_are_every_n_steps_or_m_minutes(every, steps, seconds):
+    checkpoint = validate(compose_config([f"trainer.checkpoint.every={every}"])).trainer.checkpoint
+    assert (checkpoint.every_steps, checkpoint.every_seconds) == (steps, seconds)
+
+
+@pytest.mark.parametrize("every", ["0", "5 parsecs"])
+def test_a_bad_checkpoint_interval_fails_in_one_line_before_tensorflow_loads(every, mlflow_store):
+    result = run_cli_noting_tensorflow(f"trainer.checkpoint.every={every}", mlflow_store.override)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"trainer.checkpoint.every={every if every == '0' else repr(every)}: allowed: epoch, <N> steps or "
+        "<M> minutes (e.g. 500 steps, 10 minutes)"), result.stderr
+    assert result.stdout.strip().endswith("tensorflow imported: False")
+    assert mlflow_store.runs() == []
 
 
 def test_flatten_gives_dotted_params():

@@ -2,13 +2,18 @@
 start to reload, the checkpoint that gets tested."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
 import pytest
 
 from pipeline.compose import validate
+from pipeline.config import PROJECT_ROOT
 from pipeline.core import RunOptions, run_pipeline
 from pipeline.data import load_data
 from pipeline.errors import PipelineError, TrainingStopped
@@ -165,3 +170,91 @@ def test_a_caller_gets_the_run_id_before_training_and_none_without_tracking(comp
     run_pipeline(validate(compose("tracking=none", "trainer.epochs=1", f"output_dir={tmp_path / 'b'}")),
                  RunOptions(on_run_start=run_ids.append))
     assert run_ids == [tracked.run_id]
+
+
+class StopInsideEpoch(keras.callbacks.Callback):
+    """Stops the run before the first compiled call of `epoch` that starts at or past `step`, as a kill there."""
+
+    def __init__(self, epoch: int, step: int):
+        super().__init__()
+        self.stop_epoch, self.stop_step, self.epoch = epoch, step, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch == self.stop_epoch and batch >= self.stop_step:
+            raise TrainingStopped("stopped inside an epoch")
+
+
+def optimizer_steps(output_dir) -> int:
+    return int(keras.models.load_model(output_dir / "checkpoints" / "last.keras").optimizer.iterations.numpy())
+
+
+@pytest.mark.parametrize("trainer", ["fit", "custom"])
+def test_a_run_stopped_inside_an_epoch_resumes_there_and_ends_as_the_uninterrupted_run(
+        compose, mlflow_store, tmp_path, trainer):
+    # 2 steps per call: checkpoints after steps 4, 8, 12 of each epoch; stopped before step 6 of epoch 2.
+    overrides = ["deterministic=true", f"trainer={trainer}", "trainer.epochs=3", "trainer.steps_per_execution=2",
+                 "trainer.checkpoint.every=3 steps", mlflow_store.override, "model.dropout=0.3",
+                 "data.augment=[{RandomRotation: {factor: 0.2}}]"]
+    uninterrupted = run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'whole'}")))
+    with pytest.raises(TrainingStopped):
+        run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
+                     RunOptions(callbacks=[StopInsideEpoch(epoch=1, step=6)]))
+    state = json.loads((tmp_path / "a" / "checkpoints" / "state.json").read_text())
+    assert (state["epochs_done"], state["epoch_steps"]) == (1, 4)
+    killed = next(run for run in mlflow_store.runs() if run.info.status == "KILLED")
+    resumed = run_pipeline(validate(compose(*overrides, f"resume={killed.info.run_id}",
+                                            f"output_dir={tmp_path / 'b'}")))
+
+    for metric in ["loss", "accuracy", "val_loss", "val_accuracy"]:  # the resumed epoch's training metrics whole
+        assert resumed.history[metric] == uninterrupted.history[metric], metric
+    steps_per_epoch = -(-len(load_data(uninterrupted.settings.data).train) // uninterrupted.settings.trainer.batch_size)
+    assert optimizer_steps(tmp_path / "b") == optimizer_steps(tmp_path / "whole") == 3 * steps_per_epoch
+    client = mlflow_store.client()
+    assert sorted(point.step for point in client.get_metric_history(killed.info.run_id, "val_accuracy")) == [1, 2, 3]
+    assert client.get_run(killed.info.run_id).info.status == "FINISHED"
+
+
+def start_run(*overrides: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline.run", "trainer.verbose=0", *overrides], cwd=PROJECT_ROOT,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["fit", "custom"])
+def test_a_run_killed_inside_an_epoch_resumes_inside_it_and_trains_the_uninterrupted_runs_steps(
+        compose, mlflow_store, tmp_path, trainer):
+    # One image a step: epochs long enough to be killed inside one.
+    overrides = [f"trainer={trainer}", "trainer.epochs=2", "trainer.batch_size=1", "data.max_train_samples=1000",
+                 "trainer.steps_per_execution=4", "trainer.checkpoint.every=10 steps", mlflow_store.override]
+    first = start_run(*overrides, f"output_dir={tmp_path / 'a'}")
+    state_file = tmp_path / "a" / "checkpoints" / "state.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not (state_file.exists() and json.loads(state_file.read_text())["epoch_steps"]):
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    finally:
+        first.kill()
+    state = json.loads(state_file.read_text())
+    assert state["epoch_steps"] > 0 and state["epoch_steps"] % 4 == 0  # a call's end
+    # What closing a dead run does (the run stays RUNNING after SIGKILL): KILLED, its checkpoints kept.
+    (run,) = mlflow_store.runs()
+    client = mlflow_store.client()
+    client.log_artifacts(run.info.run_id, str(tmp_path / "a" / "checkpoints"), "checkpoints")
+    client.set_terminated(run.info.run_id, "KILLED")
+
+    resumed = start_run(*overrides, f"resume={run.info.run_id}", f"output_dir={tmp_path / 'b'}")
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    epoch = state["epochs_done"] + 1
+    assert f"epoch {epoch} from step {state['epoch_steps'] + 1}" in stdout
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert sorted(point.step for point in client.get_metric_history(run.info.run_id, "val_accuracy")) == [1, 2]
+    steps_per_epoch = len(load_data(validate(compose(*overrides)).data).train)  # one image a step
+    assert optimizer_steps(tmp_path / "b") == 2 * steps_per_epoch
