@@ -163,8 +163,8 @@ def _last_resumable(client: MlflowClient, tracking: MlflowTracking, params: dict
         [experiment.experiment_id], order_by=["attributes.start_time DESC"],
         filter_string=f"attributes.status != '{RUNNING}' and attributes.status != '{FINISHED}'")  # no IN for status
     for run in candidates:
-        if run.info.status in RESUMABLE_STATUSES and run.data.params and _config_mismatch(run, params) is None and client.list_artifacts(
-                run.info.run_id, checkpoints.FOLDER):
+        matches = run.info.status in RESUMABLE_STATUSES and run.data.params and _config_mismatch(run, params) is None
+        if matches and client.list_artifacts(run.info.run_id, checkpoints.FOLDER):
             print(f"resume=last: continuing run {run.info.run_id} ({run.info.run_name}, {run.info.status})", flush=True)
             return run
     raise PipelineError(f"resume=last: no KILLED, FAILED or dead run of experiment {tracking.experiment} has this "
