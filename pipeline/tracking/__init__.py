@@ -50,13 +50,13 @@ def open_parent_run(tracking: TrackingSettings, *, name: str, tags: Mapping[str,
         return None
     from mlflow import MlflowClient
 
-    from pipeline.tracking.heartbeat import Heartbeat
+    from pipeline.tracking.heartbeat import Heartbeat, liveness_tags
     from pipeline.tracking.runs import create_run
 
     uri = tracking_uri(tracking)
     client = MlflowClient(uri)
-    run_id = create_run(client, tracking, uri, name=name, tags=tags)
-    _parent_heartbeats[run_id] = Heartbeat(client, run_id, tracking.stale_after).start()
+    run_id = create_run(client, tracking, uri, name=name, tags={**tags, **liveness_tags(tracking.stale_after)})
+    _parent_heartbeats[run_id] = Heartbeat(client, run_id, tracking.stale_after).start(recorded=True)
     return run_id
 
 

@@ -42,10 +42,11 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"mlflow-heartbeat-{run_id[:8]}", daemon=True)
 
-    def start(self) -> Heartbeat:
-        self.client.log_batch(self.run_id, tags=[
-            RunTag(HOST_TAG, socket.gethostname()), RunTag(PID_TAG, str(os.getpid())),
-            RunTag(STALE_AFTER_TAG, f"{self.stale_after:g}"), RunTag(HEARTBEAT_TAG, _now())])
+    def start(self, recorded: bool = False) -> Heartbeat:
+        """`recorded`: the run was created with `liveness_tags` already (no request of its own)."""
+        if not recorded:
+            tags = liveness_tags(self.stale_after)
+            self.client.log_batch(self.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
         self._thread.start()
         return self
 
@@ -69,6 +70,12 @@ class Heartbeat:
                 self.beat()
             except Exception:  # noqa: BLE001 - a store hiccup must not stop training; the next beat tries again
                 pass
+
+
+def liveness_tags(stale_after: float) -> dict[str, str]:
+    """Where the run runs, the stale_after it keeps to and its first stamp: given to create_run, or logged by start."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), STALE_AFTER_TAG: f"{stale_after:g}",
+            HEARTBEAT_TAG: _now()}
 
 
 def _now() -> str:

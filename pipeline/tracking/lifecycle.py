@@ -58,11 +58,12 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
     run = _resumed_run(client, tracking, settings.resume, params, uri) if settings.resume else None
     with process_tracking_uri(uri):
-        run_id = run.info.run_id if run else create_run(client, tracking, uri, parent_run_id=parent_run_id)
+        run_id = run.info.run_id if run else create_run(client, tracking, uri, parent_run_id=parent_run_id,
+                                                        tags=heartbeat.liveness_tags(tracking.stale_after))
         if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         # Its heartbeat first: a resumed run RUNNING again with its old, stale stamp would look dead to other starts.
-        tracker = MlflowRunTracker(client, run_id, tracking)
+        tracker = MlflowRunTracker(client, run_id, tracking, liveness_recorded=run is None)
         mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
                          log_system_metrics=tracking.system_metrics)
         try:

@@ -53,12 +53,13 @@ class MlflowRunTracker(RunTracker):
 
     run_id: str  # always a run, unlike the base class's
 
-    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking):
+    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking, *, liveness_recorded: bool):
+        """`liveness_recorded`: the run was created with heartbeat.liveness_tags (a resumed run was not)."""
         self.client = client
         self.run_id = run_id
         self.settings = settings
         self.epoch_metrics = MetricWriter(client, run_id)
-        self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start()
+        self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start(recorded=liveness_recorded)
 
     def epoch_callback(self) -> keras.callbacks.Callback:
         return EpochLogger(self.epoch_metrics)
