@@ -7,7 +7,9 @@ traces) is not counted; the pairs alternate which run goes first. Prints the ove
 local minus none), the tracker's fixed cost split into its parts, and its per-epoch cost (the epoch
 callback's own time, median over all epochs). Targets: fixed <= 1.0 s per run, per-epoch <= 5 ms median.
 Each pair also runs tracking=local with tracking.system_metrics=false: what MLflow's system metrics add to a
-run's wall time (target <= 0.1 s), and the monitor's own start and stop.
+run's wall time (target <= 0.1 s), and the monitor's own start and stop. The heartbeat's cost per run (target
+<= 0.05 s): its start (host, pid, first stamp) and stop, the start's query for dead runs, and one beat (a tag
+written every min(tracking.stale_after / 4, 60 s), so a run pays one per such interval).
 
 What it times is `run_pipeline` inside this one process, not a `python -m pipeline.run` process: MLflow's import,
 the store's pre-flight check (the CLI runs it in `jobs.check_jobs`; `run_pipeline` repeats it once per process and
@@ -31,11 +33,13 @@ from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from pipeline import tracking
 from pipeline.compose import compose_config, validate
 from pipeline.core import RunOptions, run_pipeline
-from pipeline.tracking import mlflow_tracker
+from pipeline.tracking import heartbeat, lifecycle, mlflow_tracker
 
 Timings = dict[str, list[float]]
 FIXED_PARTS = ("start: store, run, params, tags, config", "datasets", "model logging",
                "test metrics, plots, reports", "end: checkpoints, status")
+HEARTBEAT_PARTS = ("heartbeat start", "heartbeat stop", "dead-run check")
+BEATS = 20  # beats timed on one run, after the pairs
 
 
 def main() -> None:
@@ -70,6 +74,7 @@ def main() -> None:
                 print(f"pair {pair + 1}: local {wall['local'][-1]:.2f} s, none {wall['none'][-1]:.2f} s, "
                       f"overhead {overhead:+.2f} s; without system metrics "
                       f"{wall['local, no system metrics'][-1]:.2f} s", flush=True)
+        beats = time_beats(uri)
 
     overheads = [local - none for local, none in zip(wall["local"], wall["none"])]
     system_metrics = [on - off for on, off in zip(wall["local"], wall["local, no system metrics"])]
@@ -85,6 +90,12 @@ def main() -> None:
     print(f"    monitor start + stop, median                       {monitor:.3f} s")
     print(f"    monitor thread's CPU time per run, median         "
           f"{statistics.median(timings['system metrics thread']):.3f} s")
+    beat = statistics.median(beats)
+    per_run = sum(statistics.median(timings[part]) for part in HEARTBEAT_PARTS) + beat
+    print(f"  heartbeat per run: start + stop + dead-run check + one beat, median {per_run:.4f} s  (target <= 0.05)")
+    for part in HEARTBEAT_PARTS:
+        print(f"    {part:<46} {statistics.median(timings[part]):.4f} s")
+    print(f"    one beat (a tag), median of {BEATS}                    {beat:.4f} s")
     epoch_ms = [1000 * value for value in timings["epoch callback"]]
     print(f"  per-epoch cost (epoch callback), median             {statistics.median(epoch_ms):.2f} ms  "
           f"(max {max(epoch_ms):.2f} ms; target <= 5 ms)")
@@ -104,6 +115,9 @@ def instrumented(timings: Timings):
     wrap(mlflow_tracker, "log_keras_model", "model logging")
     wrap(mlflow_tracker.MlflowRunTracker, "log_results", "log_results")
     wrap(mlflow_tracker.EpochLogger, "on_epoch_end", "epoch callback")
+    wrap(heartbeat.Heartbeat, "start", "heartbeat start")
+    wrap(heartbeat.Heartbeat, "stop", "heartbeat stop")
+    wrap(lifecycle.heartbeat, "close_dead_runs", "dead-run check")
     wrap(SystemMetricsMonitor, "start", "system metrics start")
     wrap(SystemMetricsMonitor, "finish", "system metrics stop")
     wrap(SystemMetricsMonitor, "monitor", "system metrics thread", clock=time.thread_time)  # its CPU time
@@ -119,6 +133,22 @@ def instrumented(timings: Timings):
             # The metrics/plots/reports part is what log_results spends besides the model.
             timings["test metrics, plots, reports"] = [
                 total - model for total, model in zip(timings.pop("log_results"), timings["model logging"])]
+
+
+def time_beats(uri: str) -> list[float]:
+    """What the heartbeat's thread does each interval, timed on a run of the benchmark's store."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.search_runs([experiment.experiment_id for experiment in client.search_experiments()],
+                             max_results=1)[0]
+    beating = heartbeat.Heartbeat(client, run.info.run_id, stale_after=3600)
+    timings = []
+    for _ in range(BEATS):
+        started = time.perf_counter()
+        beating.beat()
+        timings.append(time.perf_counter() - started)
+    return timings
 
 
 def timed(function: Callable, label: str, timings: Timings, clock: Callable[[], float] = time.perf_counter) -> Callable:

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from pipeline.imports import find_object
 
@@ -19,6 +20,22 @@ CONF_DIR = PROJECT_ROOT / "conf"
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def seconds(value: Any) -> Any:
+    """`2h`, `30m`, `90s`, `600` -> seconds (a float); null stays null. The error names no key: the caller's
+    one-line message puts the key in front."""
+    if not isinstance(value, str):
+        return value
+    number, unit = (value[:-1], DURATION_UNITS[value[-1]]) if value[-1:] in DURATION_UNITS else (value, 1)
+    try:
+        return float(number) * unit
+    except ValueError:
+        raise PydanticCustomError("duration", "expected seconds or a number with s, m or h (600, 30m, 2h)") from None
+
+
+Duration = Annotated[float, BeforeValidator(seconds), Field(gt=0)]
 
 
 class Schema(BaseModel):
@@ -293,6 +310,8 @@ class MlflowTracking(Schema):
     register_as: str | None = None
     log_model: bool = True
     system_metrics: bool = True  # CPU, memory, disk, network, GPU: did the device placement do what was asked?
+    # A RUNNING run whose heartbeat is older than this died without a word (kill -9): the next start closes it KILLED.
+    stale_after: Duration = 300.0
 
     @model_validator(mode="after")
     def _server_needs_uri(self) -> "MlflowTracking":
@@ -310,6 +329,9 @@ TrackingSettings = Annotated[Union[MlflowTracking, NoTracking], Field(discrimina
 # --- the whole run ----------------------------------------------------------------------------
 
 
+RESUME_LAST = "last"  # resume=last: the most recent killed, failed or dead run with this config
+
+
 class Settings(Schema):
     seed: int = 42
     deterministic: bool = False
@@ -321,6 +343,13 @@ class Settings(Schema):
     trainer: TrainerSettings
     device: DeviceSettings
     tracking: TrackingSettings
+
+    @model_validator(mode="after")
+    def _resume_last_needs_one_process(self) -> "Settings":
+        if self.resume == RESUME_LAST and self.device.name == "multi_worker":
+            raise ValueError("resume=last cannot run with device=multi_worker: every worker must continue the same "
+                             "run; give its id (resume=<run id>)")
+        return self
 
     @model_validator(mode="after")
     def _multi_worker_needs_custom_loop(self) -> "Settings":

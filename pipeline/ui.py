@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             raise PipelineError("tracking=none: there is no store to browse; use tracking=local or tracking.uri=...")
         uri = tracking_uri(tracking)
         check_store(uri)
+        _close_dead_runs(tracking, uri)
         page = experiment_page(uri, _experiment_id(tracking, uri), options.port)
         if uri.startswith(("http://", "https://")):
             print(f"tracking=server: the MLflow server at {uri} is the UI; experiment {tracking.experiment}: {page}")
@@ -149,6 +150,14 @@ def main(argv: list[str] | None = None) -> None:
         with port_noted(ui_port_file(uri), options.port):
             code = serve(uri, options.port, quiet=os.environ.get("PIPELINE_DEBUG") != "1")
     raise SystemExit(code)
+
+
+def _close_dead_runs(tracking: MlflowTracking, uri: str) -> None:
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.heartbeat import close_dead_runs
+
+    close_dead_runs(MlflowClient(uri), tracking)
 
 
 def _experiment_id(tracking: MlflowTracking, uri: str) -> str:

@@ -8,23 +8,11 @@ from omegaconf import OmegaConf
 from pydantic import BeforeValidator, Field, ValidationError
 
 from pipeline.compose import compose_config, one_line_validation_error, validate
-from pipeline.config import PositiveInt, Schema, Settings
+from pipeline.config import Duration, PositiveInt, Schema, Settings
 from pipeline.errors import PipelineError
 from sweeps.trial_config import Scalar
 
 TrialArtifacts = Literal["best", "all", "none"]
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def seconds(value: Any) -> Any:
-    """`2h`, `30m`, `90s`, `600` -> seconds (a float); null stays null."""
-    if not isinstance(value, str):
-        return value
-    number, unit = (value[:-1], DURATION_UNITS[value[-1]]) if value[-1:] in DURATION_UNITS else (value, 1)
-    try:
-        return float(number) * unit
-    except ValueError:
-        raise ValueError(f"sweep.timeout={value}: expected seconds or a number with s, m or h (600, 30m, 2h)") from None
 
 
 def auto_or_count(value: Any) -> Any:
@@ -33,7 +21,6 @@ def auto_or_count(value: Any) -> Any:
     raise ValueError(f"sweep.startup_trials={value}: expected auto or a whole number >= 1")
 
 
-Duration = Annotated[float, BeforeValidator(seconds), Field(gt=0)]
 AutoOrCount = Annotated[Union[Literal["auto"], int], BeforeValidator(auto_or_count)]
 
 

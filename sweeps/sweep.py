@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
+from pipeline.tracking.heartbeat import Heartbeat, close_dead_runs
 from pipeline.tracking.links import run_page_with_hint
 from pipeline.tracking.runs import FINISHED, KILLED
 from pipeline.worker_slots import plan_slots, visible_gpus
@@ -33,6 +34,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     check_space(settings.params, configs)  # before any trial starts
     study = open_study(settings, sweep.storage)
     parent_run_id = None
+    if sweep.runs:
+        close_dead_runs(sweep.runs.client, sweep.runs.tracking)
     with sweep.lock():
         sweep.fail_stale_trials(study)
         baseline = baseline_values(settings.params, configs.build({})) if settings.baseline else {}
@@ -47,6 +50,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         page = run_page_with_hint(sweep.runs.tracking, parent_run_id)
         print(f"[sweep] MLflow parent run: {page}", flush=True)
     status = KILLED
+    parent_alive = Heartbeat(sweep.runs.client, parent_run_id, sweep.runs.tracking.stale_after).start() if (
+        sweep.runs and parent_run_id) else None
     try:
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
             sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
@@ -61,6 +66,8 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction, sweep.runs)
         if sweep.runs and status == FINISHED and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.sweep_settings, study, summary)
+        if parent_alive:
+            parent_alive.stop()
         if sweep.runs and parent_run_id:
             log_to_parent(sweep.runs, parent_run_id, summary, study)
             sweep.runs.end_parent(parent_run_id, status)

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from pipeline.config import MlflowTracking, NoTracking, Settings, TrackingSettings
 from pipeline.tracking.store import tracking_uri
 from pipeline.tracking.tracker import RunTracker
 
+if TYPE_CHECKING:
+    from pipeline.tracking.heartbeat import Heartbeat
+
 __all__ = ["RunTracker", "attach_console_log", "end_parent_run", "open_parent_run", "tracked_run", "tracking_uri"]
+_parent_heartbeats: dict[str, Heartbeat] = {}  # the open parent runs of this process, alive while it lives
 
 
 @contextmanager
@@ -40,15 +44,20 @@ def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Pat
 
 
 def open_parent_run(tracking: TrackingSettings, *, name: str, tags: Mapping[str, str]) -> str | None:
-    """A RUNNING run that only groups others (a multirun's jobs name it as their parent); None with tracking=none."""
+    """A RUNNING run that only groups others (a multirun's jobs name it as their parent), with a heartbeat until
+    `end_parent_run`; None with tracking=none."""
     if isinstance(tracking, NoTracking):
         return None
     from mlflow import MlflowClient
 
+    from pipeline.tracking.heartbeat import Heartbeat, liveness_tags
     from pipeline.tracking.runs import create_run
 
     uri = tracking_uri(tracking)
-    return create_run(MlflowClient(uri), tracking, uri, name=name, tags=tags)
+    client = MlflowClient(uri)
+    run_id = create_run(client, tracking, uri, name=name, tags={**tags, **liveness_tags(tracking.stale_after)})
+    _parent_heartbeats[run_id] = Heartbeat(client, run_id, tracking.stale_after).start(recorded=True)
+    return run_id
 
 
 def end_parent_run(tracking: MlflowTracking, run_id: str, status: str) -> None:
@@ -57,6 +66,9 @@ def end_parent_run(tracking: MlflowTracking, run_id: str, status: str) -> None:
 
     from pipeline.tracking.runs import close_parent_run
 
+    beating = _parent_heartbeats.pop(run_id, None)
+    if beating:
+        beating.stop()
     uri = tracking_uri(tracking)
     close_parent_run(MlflowClient(uri), run_id, status)
 

@@ -19,6 +19,7 @@ from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
 from pipeline.tracking.datasets import SKIPPED_IMAGES, log_dataset_inputs
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
+from pipeline.tracking.heartbeat import Heartbeat
 from pipeline.tracking.logged_models import log_keras_model
 from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
 from pipeline.tracking.tracker import RunTracker
@@ -47,15 +48,18 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
 
 
 class MlflowRunTracker(RunTracker):
-    """Records into one open run; epoch metrics go through a background writer that `close` drains."""
+    """Records into one open run; epoch metrics go through a background writer that `close` drains, and a heartbeat
+    says the run is alive until `close`."""
 
     run_id: str  # always a run, unlike the base class's
 
-    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking):
+    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking, *, liveness_recorded: bool):
+        """`liveness_recorded`: the run was created with heartbeat.liveness_tags (a resumed run was not)."""
         self.client = client
         self.run_id = run_id
         self.settings = settings
         self.epoch_metrics = MetricWriter(client, run_id)
+        self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start(recorded=liveness_recorded)
 
     def epoch_callback(self) -> keras.callbacks.Callback:
         return EpochLogger(self.epoch_metrics)
@@ -106,4 +110,5 @@ class MlflowRunTracker(RunTracker):
 
     def close(self) -> None:
         """Called by the run's lifecycle before the final status: the last epochs' metrics are written."""
+        self.heartbeat.stop()
         self.epoch_metrics.close()

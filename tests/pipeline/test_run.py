@@ -32,6 +32,11 @@ def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -
         (["--bogus"], "error: --bogus: unknown option"),
         (["--resolve"], "error: The --resolve flag can only be used in conjunction with --cfg or --help"),
         (["--experimental-rerun", "config.pickle"], "error: --experimental-rerun config.pickle: not supported"),
+        (["tracking.stale_after=-1"], "error: tracking.stale_after=-1: input should be greater than 0"),
+        (["tracking.stale_after=5 parsecs"],
+         "error: tracking.stale_after='5 parsecs': expected seconds or a number with s, m or h (600, 30m, 2h)"),
+        (["resume=last", "device=multi_worker", "trainer=custom"],
+         "error: resume=last cannot run with device=multi_worker: every worker must continue the same run"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_before_tensorflow(args, expected):

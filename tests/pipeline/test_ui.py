@@ -142,3 +142,20 @@ def test_ui_with_tracking_none_is_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: tracking=none: there is no store to browse; "
                                      "use tracking=local or tracking.uri=...")
+
+
+def test_the_ui_closes_the_stores_dead_runs_before_it_serves(mlflow_store):
+    client = mlflow_store.client()
+    ten_minutes_ago = int((time.time() - 600) * 1000)
+    dead = client.create_run(client.create_experiment("kerastrack"), start_time=ten_minutes_ago).info.run_id
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(free_port()), mlflow_store.override,
+                               "tracking.stale_after=1m"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        closing, link = server.stdout.readline(), server.stdout.readline()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=30)
+    assert closing.startswith("tracking: closed 1 run(s) of experiment kerastrack KILLED") and dead in closing
+    assert link.startswith("MLflow UI, experiment kerastrack")
+    assert client.get_run(dead).info.status == "KILLED"

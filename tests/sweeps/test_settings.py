@@ -25,7 +25,7 @@ def test_sweeps_config_composes_pipeline_and_sweep_defaults():
         ("sweep.n_trials=0", "sweep.n_trials=0: input should be greater than or equal to 1"),
         ("sweep.pruner=asha", "sweep.pruner='asha'"),
         ("sweep.heartbeat_interval=90", "sweep.heartbeat_interval=90.0: must be below sweep.grace_period=60.0"),
-        ("sweep.timeout=2days", "sweep.timeout=2days: expected seconds or a number with s, m or h (600, 30m, 2h)"),
+        ("sweep.timeout=2days", "sweep.timeout='2days': expected seconds or a number with s, m or h (600, 30m, 2h)"),
         ("sweep.timeout=0", "sweep.timeout=0: input should be greater than 0"),
         ("sweep.startup_trials=0", "sweep.startup_trials=0: expected auto or a whole number >= 1"),
         ("sweep.max_retries=-1", "sweep.max_retries=-1: input should be greater than or equal to 0"),

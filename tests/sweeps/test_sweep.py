@@ -182,3 +182,12 @@ def test_a_timeout_stops_claiming_trials(sweep_overrides):
     study = study_of(overrides)
     assert 1 <= len(study.trials) < 500 and summary.states == {"COMPLETE": len(study.trials)}
     assert time.monotonic() - started < 60  # the last trial started before 6 s and took a few seconds
+
+
+def test_a_live_sweep_is_never_closed_by_the_starts_of_its_trials(sweep_overrides):
+    # Each trial's start closes the experiment's dead runs; the parent beats in the launcher, far more often than this.
+    overrides = [*sweep_overrides, "sweep.n_trials=3", "sweep.pruner=none", "tracking.stale_after=0.5"]
+    run_sweep(overrides)
+    _, parents, children = runs_of(overrides)
+    assert [parent.info.status for parent in parents] == ["FINISHED"]
+    assert [run for run in [*parents, *children.values()] if "killed_reason" in run.data.tags] == []

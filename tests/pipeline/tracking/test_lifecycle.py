@@ -1,10 +1,12 @@
 """How a tracked run opens and ends: failed or killed with its checkpoints, parent runs, and resume, down to
-Ctrl-C or SIGTERM mid-training and resume=<run id> continuing the same run."""
+Ctrl-C or SIGTERM mid-training and resume=<run id> continuing the same run; a run killed without a word (SIGKILL)
+closed by the next start or at once by its resume, resume=last, and a live run left alone."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -182,3 +184,113 @@ def test_ctrl_c_or_sigterm_kills_the_run_and_resume_continues_it(mlflow_store, t
     assert set(range(done + 1, total + 1)) <= set(steps)
     assert "test_accuracy" in run.data.metrics
     assert (tmp_path / "second" / "checkpoints" / "last.keras").exists()  # fetched from MLflow, then trained on
+
+
+def _killed_by_hand(store, tmp_path: Path, *overrides: str, checkpoint: bool = True) -> str:
+    """A run closed KILLED by Ctrl-C in-process, with (or without) a checkpoint folder to continue from."""
+    folder = tmp_path / f"run-{len(store.runs())}"
+    every = [store.override, *overrides]
+    with pytest.raises(KeyboardInterrupt):
+        with tracked_run(settings_for(*every), overrides=every, output_dir=folder) as tracker:
+            if checkpoint:
+                (folder / "checkpoints").mkdir(parents=True)
+                (folder / "checkpoints" / "state.json").write_text("{}")
+            raise KeyboardInterrupt
+    return tracker.run_id
+
+
+def test_resume_last_picks_the_newest_killed_run_with_this_config_and_a_checkpoint(mlflow_store, tmp_path):
+    from pipeline.tracking import end_parent_run, open_parent_run
+
+    matching = _killed_by_hand(mlflow_store, tmp_path, "optimizer.learning_rate=0.01")
+    _killed_by_hand(mlflow_store, tmp_path, "optimizer.learning_rate=0.02")  # newer, another config
+    _killed_by_hand(mlflow_store, tmp_path, "optimizer.learning_rate=0.01", checkpoint=False)  # nothing to continue
+    tracking = settings_for(mlflow_store.override).tracking
+    parent = open_parent_run(tracking, name="multirun", tags={})  # newest, no config at all
+    assert parent is not None
+    end_parent_run(tracking, parent, "KILLED")
+    resumed = open_and_close(settings_for(mlflow_store.override, "optimizer.learning_rate=0.01", "resume=last"),
+                             tmp_path)
+    assert resumed == matching
+    assert mlflow_store.client().get_run(matching).info.status == "FINISHED"
+
+
+def test_resume_last_with_nothing_to_resume_is_one_line_and_records_nothing(mlflow_store, tmp_path):
+    _killed_by_hand(mlflow_store, tmp_path, "optimizer.learning_rate=0.02")
+    with pytest.raises(PipelineError, match=r"^resume=last: no KILLED, FAILED or dead run of experiment kerastrack "
+                                            r"has this config and a checkpoint; run it without resume"):
+        open_and_close(settings_for(mlflow_store.override, "resume=last"), tmp_path)
+    assert [run.info.status for run in mlflow_store.runs()] == ["KILLED"]
+
+
+def _killed_after_an_epoch(store, folder: Path, *overrides: str) -> tuple[subprocess.Popen, str, int]:
+    """A run SIGKILLed once its first checkpoint is on disk: its process, run id and epochs done."""
+    process = start_run(store.override, "trainer.epochs=500", f"output_dir={folder}", *overrides)
+    state = folder / "checkpoints" / "state.json"
+    try:
+        run_id = wait_for_epochs(store, process, epochs=1)
+        deadline = time.monotonic() + 120
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    assert store.client().get_run(run_id).info.status == "RUNNING"  # nothing left to close it
+    return process, run_id, json.loads(state.read_text())["epochs_done"]
+
+
+def _continued_to_the_end(store, run_id: str, resumed: subprocess.Popen, done: int, total: int,
+                          killed_reason: str) -> str:
+    stdout, stderr = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, stderr
+    assert f"epochs {done + 1}..{total}" in stdout
+    run = store.client().get_run(run_id)
+    assert run.info.status == "FINISHED" and len(store.runs()) == 1
+    assert run.data.tags["killed_reason"].startswith(killed_reason)
+    assert set(val_accuracy_steps(store, run_id)) == set(range(1, total + 1))  # every epoch, as uninterrupted
+    return stdout
+
+
+@pytest.mark.slow
+def test_a_run_killed_without_a_word_is_closed_by_the_next_start_and_resume_last_continues_it(mlflow_store, tmp_path):
+    stale_after = "tracking.stale_after=2s"
+    _, run_id, done = _killed_after_an_epoch(mlflow_store, tmp_path / "first", stale_after)
+    time.sleep(2.5)  # its heartbeat is stale now
+    total = done + EXTRA_EPOCHS
+    resumed = start_run(mlflow_store.override, stale_after, "resume=last", f"trainer.epochs={total}",
+                        f"output_dir={tmp_path / 'second'}")
+    stdout = _continued_to_the_end(mlflow_store, run_id, resumed, done, total, "no heartbeat since ")
+    assert "tracking: closed 1 run(s) of experiment kerastrack KILLED" in stdout
+    assert f"resume=last: continuing run {run_id}" in stdout
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_killed_without_a_word_closes_it_at_once_and_continues_it(mlflow_store, tmp_path):
+    _, run_id, done = _killed_after_an_epoch(mlflow_store, tmp_path / "first")  # a heartbeat fresh for minutes
+    total = done + EXTRA_EPOCHS
+    resumed = start_run(mlflow_store.override, f"resume={run_id}", f"trainer.epochs={total}",
+                        f"output_dir={tmp_path / 'second'}")
+    _continued_to_the_end(mlflow_store, run_id, resumed, done, total, "its process is gone (on ")
+
+
+@pytest.mark.slow
+def test_a_live_run_is_never_closed_by_another_start_and_its_resume_is_refused(mlflow_store, tmp_path):
+    import socket
+
+    stale_after = "tracking.stale_after=2s"
+    live = start_run(mlflow_store.override, stale_after, "trainer.epochs=500", f"output_dir={tmp_path / 'live'}")
+    try:
+        run_id = wait_for_epochs(mlflow_store, live, epochs=1)
+        time.sleep(2.5)  # longer than its stale_after: only its heartbeat keeps it alive
+        other = start_run(mlflow_store.override, stale_after, f"resume={run_id}", "trainer.epochs=600",
+                          f"output_dir={tmp_path / 'other'}")
+        _, stderr = other.communicate(timeout=240)
+        assert other.returncode == 2, stderr
+        refusal = stderr.strip().splitlines()[-1]
+        assert re.match(rf"error: resume={run_id}: the run is still running on {re.escape(socket.gethostname())} "
+                        rf"\(pid {live.pid}\), last heartbeat \d+ s ago; stop it first", refusal), refusal
+        assert mlflow_store.client().get_run(run_id).info.status == "RUNNING" and len(mlflow_store.runs()) == 1
+    finally:
+        live.send_signal(signal.SIGTERM)
+        live.communicate(timeout=120)
+    assert mlflow_store.client().get_run(run_id).info.status == "KILLED"  # by its own process, on SIGTERM
