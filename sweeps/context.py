@@ -17,6 +17,7 @@ from sweeps import settings as sweep_settings
 from sweeps.mlflow_runs import SweepRuns
 from sweeps.objective_checks import check_models, check_objective
 from sweeps.settings import SweepSettings, is_sweep_override
+from sweeps.stopping import study_stop_reason
 from sweeps.study import ClaimLock, make_storage, storage_location
 
 
@@ -56,6 +57,10 @@ class SweepContext:
             trials_dir=Path(settings.trials_dir).expanduser().resolve(),
             deadline=deadline,
         )
+
+    def stop_reason(self, study: optuna.Study) -> str | None:
+        """Why the study stopped itself (sweep.stop), or None."""
+        return study_stop_reason(study, self.sweep_settings.stop, self.sweep_settings.objective)
 
     def fail_stale_trials(self, study: optuna.Study) -> None:
         """Fail dead workers' trials, queue their retries and close their MLflow runs; under the claim lock."""

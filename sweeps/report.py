@@ -67,10 +67,13 @@ class SweepSummary:
     command: str | None = None
     registered_version: str | None = None  # "<name> version <n>" when the best model was registered
     top: list[RankedTrial] = field(default_factory=list)
+    stopped: str | None = None  # why the study stopped itself before n_trials (sweep.stop)
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{count} {state}" for state, count in sorted(self.states.items()))
         lines = [f"Study {self.study_name}: {counts}; {self.epochs_trained} epochs trained"]
+        if self.stopped:
+            lines.append(f"Stopped early: {self.stopped}")
         if self.top:
             lines += [f"Top {len(self.top)} trials:", "trial  value   state     parameters",
                       *(ranked.line() for ranked in self.top)]
@@ -152,6 +155,7 @@ def log_to_parent(runs: SweepRuns, parent_run_id: str, summary: SweepSummary, st
                  "best_model_id": summary.best_model_id or "", "reproduce_command": summary.command or ""}
         if summary.registered_version:
             tags["best_model_registered"] = summary.registered_version
+    tags["stop_reason"] = summary.stopped or ""  # emptied when a resumed study runs on under a changed rule
     now = int(time.time() * 1000)
     client.log_batch(parent_run_id, metrics=[Metric(name, value, now, finished) for name, value in metrics.items()],
                      tags=[RunTag(key, value) for key, value in tags.items()])

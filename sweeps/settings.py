@@ -60,6 +60,14 @@ class Objective(Schema):
     reduce: Literal["best", "last"] = "best"
 
 
+class StopRule(Schema):
+    """When the study stops itself (both may be set; the first that holds stops it)."""
+
+    patience: PositiveInt | None = None  # finished trials in a row without an improvement of at least min_delta
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    target: float | None = None  # a value of the objective that is good enough
+
+
 class SweepSettings(Schema):
     study_name: Annotated[str, Field(min_length=1)]
     n_trials: PositiveInt
@@ -71,6 +79,7 @@ class SweepSettings(Schema):
     pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1
     pruner_startup_trials: Annotated[int, Field(ge=0)] = 5
     objective: Objective = Objective()
+    stop: StopRule = StopRule()
     trial_artifacts: TrialArtifacts = "best"
     register_best_as: Annotated[str, Field(min_length=1)] | None = None
     trials_dir: str = "outputs/sweeps/kerastrack"

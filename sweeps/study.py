@@ -178,22 +178,27 @@ def counted_trials(study: optuna.Study) -> int:
     return sum(trial.state != TrialState.WAITING and trial.number not in retried for trial in trials)
 
 
-def is_done(study: optuna.Study, n_trials: int, deadline: float | None) -> bool:
-    """No more trials to claim: the study holds n_trials, or sweep.timeout's deadline has passed."""
-    return counted_trials(study) >= n_trials or (deadline is not None and time.time() >= deadline)
+StopCheck = Callable[[optuna.Study], "str | None"]  # why the study stopped itself (sweeps/stopping.py), or None
+
+
+def is_done(study: optuna.Study, n_trials: int, deadline: float | None, stopped: StopCheck | None = None) -> bool:
+    """No more trials to claim: the study holds n_trials, sweep.timeout's deadline has passed, or it stopped itself."""
+    return (counted_trials(study) >= n_trials or (deadline is not None and time.time() >= deadline)
+            or (stopped is not None and stopped(study) is not None))
 
 
 def claim_trial(
     study: optuna.Study, n_trials: int, lock: ClaimLock, deadline: float | None,
-    fail_stale_trials: Callable[[optuna.Study], object],
+    fail_stale_trials: Callable[[optuna.Study], object], stopped: StopCheck | None = None,
 ) -> optuna.Trial | None:
-    """Start the next trial (queued ones first), or None when the study holds n_trials or the deadline has passed.
+    """Start the next trial (queued ones first), or None when the study holds n_trials, the deadline has passed or
+    the study stopped itself (`stopped`).
 
     Atomic across all workers; dead workers' trials are failed (and queued again) first, so their retries
     are claimed before anything new is sampled.
     """
     with lock():
         fail_stale_trials(study)
-        if is_done(study, n_trials, deadline):
+        if is_done(study, n_trials, deadline, stopped):
             return None
         return study.ask()

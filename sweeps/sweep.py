@@ -46,6 +46,9 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
+    if (stopped := sweep.stop_reason(study)) is not None:  # a resumed study under the same rule
+        print(f"[sweep] study {settings.study_name} has stopped: {stopped}; no trial to run "
+              "(change sweep.stop to go on)", flush=True)
     if sweep.runs and parent_run_id:
         page = run_page_with_hint(sweep.runs.tracking, parent_run_id)
         print(f"[sweep] MLflow parent run: {page}", flush=True)
@@ -56,14 +59,14 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
             sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
         slots = plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus())
-        while True:  # once more if, while waiting, a dead worker's trial was failed and queued again
+        # Again if, while waiting, a dead worker's trial was failed and queued again.
+        while not is_done(study, settings.n_trials, sweep.deadline, sweep.stop_reason):
             run_workers(sweep, slots)
             wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
-            if is_done(study, settings.n_trials, sweep.deadline):
-                break
         status = FINISHED
     finally:
         summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction, sweep.runs)
+        summary = dataclasses.replace(summary, stopped=sweep.stop_reason(study))
         if sweep.runs and status == FINISHED and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.sweep_settings, study, summary)
         if parent_alive:
@@ -94,6 +97,8 @@ def _description(sweep: SweepContext) -> dict[str, str]:
     return {
         "sweep.n_trials": str(settings.n_trials), "sweep.sampler": settings.sampler, "sweep.pruner": settings.pruner,
         "sweep.objective": f"{settings.objective.direction} {settings.objective.reduce} {settings.objective.metric}",
+        "sweep.stop": f"patience={settings.stop.patience} min_delta={settings.stop.min_delta} "
+                      f"target={settings.stop.target}",
         "sweep.storage": redact(sweep.location),
         "sweep.command": redact(" ".join(["python -m sweeps.run", *sweep.overrides])),
     }

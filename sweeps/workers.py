@@ -38,7 +38,7 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
         sweep.sweep_settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
         sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
     )
-    claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials)
+    claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials, sweep.stop_reason)
     while (trial := claim_trial(study, *claim)) is not None:
         try:
             with Heartbeat(trial, settings.heartbeat_interval):

@@ -29,6 +29,8 @@ def test_sweeps_config_composes_pipeline_and_sweep_defaults():
         ("sweep.timeout=0", "sweep.timeout=0: input should be greater than 0"),
         ("sweep.startup_trials=0", "sweep.startup_trials=0: expected auto or a whole number >= 1"),
         ("sweep.max_retries=-1", "sweep.max_retries=-1: input should be greater than or equal to 0"),
+        ("sweep.stop.patience=0", "sweep.stop.patience=0: input should be greater than or equal to 1"),
+        ("sweep.stop.min_delta=-0.1", "sweep.stop.min_delta=-0.1: input should be greater than or equal to 0"),
     ],
 )
 def test_bad_sweep_settings_fail_in_one_line(override: str, message: str):

@@ -146,3 +146,12 @@ def test_workers_racing_for_trials_create_exactly_n_trials(tmp_path):
     assert counted_trials(study) == 25
     assert sorted(t.number for t in study.trials) == list(range(25))
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_no_trial_is_claimed_once_the_study_stopped_itself(tmp_path):
+    location = str(tmp_path / "s.log")
+    study = open_study(settings(), make_storage(location))
+    lock = ClaimLock(location, "kerastrack")
+    assert claim_trial(study, 5, lock, None, lambda study: None, lambda study: None) is not None
+    assert claim_trial(study, 5, lock, None, lambda study: None, lambda study: "target reached") is None
+    assert counted_trials(study) == 1

@@ -191,3 +191,21 @@ def test_a_live_sweep_is_never_closed_by_the_starts_of_its_trials(sweep_override
     _, parents, children = runs_of(overrides)
     assert [parent.info.status for parent in parents] == ["FINISHED"]
     assert [run for run in [*parents, *children.values()] if "killed_reason" in run.data.tags] == []
+
+
+def test_patience_ends_a_study_early_says_why_and_a_resumed_study_stays_stopped(sweep_overrides, capsys):
+    # One learning rate: every trial trains the same config, so none improves on the first by min_delta.
+    overrides = [*sweep_overrides, *lr_choices(1e-3), "sweep.n_trials=50", "sweep.pruner=none",
+                 "sweep.trial_artifacts=none", "sweep.stop.patience=3", "sweep.stop.min_delta=0.05"]
+    summary = run_sweep(overrides)
+    assert len(study_of(overrides).trials) == 4  # the first, then 3 without an improvement
+    assert summary.stopped.startswith("no improvement of val_accuracy by at least sweep.stop.min_delta=0.05 in the "
+                                      "last 3 finished trials")
+    assert f"Stopped early: {summary.stopped}" in summary.lines()
+    _, parents, _ = runs_of(overrides)
+    assert parents[0].data.tags["stop_reason"] == summary.stopped
+
+    capsys.readouterr()
+    resumed = run_sweep(overrides)
+    assert len(study_of(overrides).trials) == 4 and resumed.stopped == summary.stopped
+    assert f"has stopped: {summary.stopped}; no trial to run" in capsys.readouterr().out
