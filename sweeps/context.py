@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 from sweeps import heartbeat
 from sweeps import settings as sweep_settings
 from sweeps.mlflow_runs import SweepRuns
-from sweeps.objective_checks import check_models, check_objective
+from sweeps.objective_checks import check_models, check_objective, check_sampler
 from sweeps.settings import SweepSettings, is_sweep_override
 from sweeps.stopping import study_stop_reason
 from sweeps.study import ClaimLock, make_storage, storage_location
@@ -38,6 +38,7 @@ class SweepContext:
     def load(cls, overrides: list[str], deadline: float | None = None) -> "SweepContext":
         pipeline, settings = sweep_settings.load(overrides)
         check_objective(settings)
+        check_sampler(settings)
         check_models(settings, pipeline)
         location = storage_location(settings)
         tracking = pipeline.tracking

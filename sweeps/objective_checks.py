@@ -3,6 +3,8 @@ module imports it)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from pipeline.config import EPOCH_METRICS, MlflowTracking, Settings
 from pipeline.errors import PipelineError
 from sweeps.settings import SweepSettings
@@ -40,3 +42,10 @@ def check_models(settings: SweepSettings, pipeline: Settings) -> None:
                             f"sweep.trial_artifacts={settings.trial_artifacts}; "
                             "allowed with MLflow tracking, tracking.log_model=true and "
                             "sweep.trial_artifacts=best or all")
+
+
+def check_sampler(settings: SweepSettings) -> None:
+    """GPSampler fits its Gaussian process with PyTorch, an optional dependency (the CPU build is enough)."""
+    if settings.sampler == "gp" and importlib.util.find_spec("torch") is None:
+        raise PipelineError("sweep.sampler=gp: Optuna's GPSampler needs PyTorch, which is not installed; "
+                            "pip install 'kerastrack[gp]' (the CPU build is enough) or choose tpe, random or cmaes")

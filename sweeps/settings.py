@@ -73,7 +73,7 @@ class SweepSettings(Schema):
     n_trials: PositiveInt
     n_workers: PositiveInt = 1
     storage: str | None = None
-    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
+    sampler: Literal["tpe", "random", "cmaes", "gp"] = "tpe"
     seed: int = 42
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1

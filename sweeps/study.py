@@ -109,7 +109,8 @@ class ClaimLock:
 
 
 def startup_trials(settings: SweepSettings) -> int:
-    """Random trials before TPE models the results: `auto` is an eighth of the budget, 3 to 10 (see conf/sweep/)."""
+    """Random trials before TPE (or the GP) models the results: `auto` is an eighth of the budget, 3 to 10
+    (see conf/sweep/)."""
     if settings.startup_trials != "auto":
         return settings.startup_trials
     return min(10, max(3, round(settings.n_trials / 8)))
@@ -121,6 +122,12 @@ def make_sampler(settings: SweepSettings, seed: int) -> optuna.samplers.BaseSamp
     if settings.sampler == "cmaes":
         # CMA-ES handles float/int parameters; the optimizer choice falls back to random sampling.
         return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=startup_trials(settings), warn_independent_sampling=False
+        )
+    if settings.sampler == "gp":
+        # Gaussian-process Bayesian optimisation, made for small budgets; conditional parameters (SGD's momentum)
+        # fall back to random sampling.
+        return optuna.samplers.GPSampler(
             seed=seed, n_startup_trials=startup_trials(settings), warn_independent_sampling=False
         )
     # multivariate + group: an optimizer and its learning rate are modelled jointly, SGD's momentum in the SGD group;

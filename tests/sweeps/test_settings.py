@@ -21,7 +21,7 @@ def test_sweeps_config_composes_pipeline_and_sweep_defaults():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("sweep.sampler=grid", "sweep.sampler='grid': allowed: 'tpe', 'random' or 'cmaes'"),
+        ("sweep.sampler=grid", "sweep.sampler='grid': allowed: 'tpe', 'random', 'cmaes' or 'gp'"),
         ("sweep.n_trials=0", "sweep.n_trials=0: input should be greater than or equal to 1"),
         ("sweep.pruner=asha", "sweep.pruner='asha'"),
         ("sweep.heartbeat_interval=90", "sweep.heartbeat_interval=90.0: must be below sweep.grace_period=60.0"),
@@ -75,3 +75,15 @@ def test_sweep_overrides_are_told_apart_from_pipeline_overrides():
 def test_model_registration_is_checked_before_any_trial(overrides: list[str], message: str):
     with pytest.raises(PipelineError, match=re.escape(message)):
         SweepContext.load(overrides)
+
+
+def test_the_gp_sampler_without_pytorch_is_one_line(monkeypatch):
+    import importlib.util
+
+    from sweeps.objective_checks import check_sampler
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "torch" else find_spec(name))
+    with pytest.raises(PipelineError, match=re.escape("sweep.sampler=gp: Optuna's GPSampler needs PyTorch")):
+        check_sampler(load(["sweep.sampler=gp"])[1])
+    check_sampler(load(["sweep.sampler=tpe"])[1])

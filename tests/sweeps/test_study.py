@@ -55,7 +55,7 @@ def test_same_study_name_resumes_and_a_changed_direction_is_refused(tmp_path):
 
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler,
-            "cmaes": optuna.samplers.CmaEsSampler}
+            "cmaes": optuna.samplers.CmaEsSampler, "gp": optuna.samplers.GPSampler}
 PRUNERS = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
            "none": optuna.pruners.NopPruner}
 
@@ -70,7 +70,8 @@ def test_a_sampler_warns_of_nothing_a_user_can_change(sampler, caplog):
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
-@pytest.mark.parametrize(("sampler", "pruner"), [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none")])
+@pytest.mark.parametrize(("sampler", "pruner"), [("tpe", "median"), ("random", "hyperband"), ("cmaes", "none"),
+                                                 ("gp", "median")])
 def test_the_study_samples_and_prunes_as_configured(tmp_path, sampler, pruner):
     s = settings(f"sweep.sampler={sampler}", f"sweep.pruner={pruner}")
     study = open_study(s, make_storage(str(tmp_path / "s.log")), sampler=make_sampler(s, seed=1),
