@@ -212,6 +212,8 @@ OptimizerSettings = Annotated[
 EpochMetric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
 EPOCH_METRICS: tuple[str, ...] = get_args(EpochMetric)
 EPOCH_STATS = ("learning_rate", "epoch_time")
+# What every run's model costs (pipeline/costs.py measures them after training; logged as metrics).
+COST_METRICS: tuple[str, ...] = ("params", "model_size_mb", "latency_ms", "train_seconds")
 
 
 CHECKPOINT_EVERY = re.compile(r"(?P<count>\d+(?:\.\d+)?)\s*(?P<unit>steps?|minutes?)")

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,13 +21,14 @@ import keras
 
 from pipeline import checkpoints, device, inputs, tracking, trainer
 from pipeline.config import Settings
+from pipeline.costs import measure_costs
 from pipeline.data import Dataset, load_data
 from pipeline.errors import PipelineError
 from pipeline.model import build_model
 from pipeline.optimizer import build_optimizer
 from pipeline.scoring import Evaluation, evaluate_model
 
-# Given a finished run's per-epoch history and test metrics: whether to log its model and plots.
+# Given a finished run's per-epoch history and metrics (test metrics and costs): whether to log its model and plots.
 ArtifactFilter = Callable[[dict[str, list[float]], dict[str, float]], bool]
 
 
@@ -35,6 +37,7 @@ class RunResult:
     settings: Settings
     history: dict[str, list[float]]  # per epoch, the whole run (a resumed run includes its earlier epochs)
     test_metrics: dict[str, float]
+    costs: dict[str, float]  # config.COST_METRICS: params, model_size_mb, latency_ms, train_seconds
     devices: tuple[str, ...]
     output_dir: Path
     run_id: str | None  # MLflow run id; None with tracking=none
@@ -76,12 +79,17 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
         state = _resume_state(settings, tracker, checkpoint_dir)
         model = _compiled_model(settings=settings, model=model, data=data, placement=placement, state=state,
                                 checkpoint_dir=checkpoint_dir)
+        started = time.perf_counter()
         history = _train(settings, model, data, placement, state=state, augment=augment, tracker=tracker,
                          callbacks=options.callbacks, checkpoint_dir=checkpoint_dir)
+        train_seconds = time.perf_counter() - started  # this run's share, when it resumed another
         evaluation = _evaluate(settings, model, data, checkpoint_dir)
-        model_id = _log_results(tracker, options, model=model, data=data, history=history, evaluation=evaluation)
+        costs = measure_costs(model, data, train_seconds)
+        model_id = _log_results(tracker, options, model=model, data=data, history=history, evaluation=evaluation,
+                                costs=costs)
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
-    return RunResult(settings, history, evaluation.metrics, placement.devices, output_dir, tracker.run_id, model_id)
+    return RunResult(settings, history, evaluation.metrics, costs, placement.devices, output_dir, tracker.run_id,
+                     model_id)
 
 
 def _data_and_model(settings: Settings, placement: device.Placement) -> tuple[Dataset, keras.Model | None, keras.Model]:
@@ -138,10 +146,12 @@ def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_
 
 
 def _log_results(tracker: tracking.RunTracker, options: RunOptions, *, model: keras.Model, data: Dataset,
-                 history: dict[str, list[float]], evaluation: Evaluation) -> str | None:
-    """The test metrics always; the model and plots unless `options.log_artifacts_if` says no. The model's id."""
-    keep_artifacts = options.log_artifacts_if is None or options.log_artifacts_if(history, evaluation.metrics)
-    return tracker.log_results(model=model, data=data, history=history, test_metrics=evaluation.metrics,
+                 history: dict[str, list[float]], evaluation: Evaluation, costs: dict[str, float]) -> str | None:
+    """The test metrics and costs always; the model and plots unless `options.log_artifacts_if` says no. The
+    model's id."""
+    metrics = {**evaluation.metrics, **costs}
+    keep_artifacts = options.log_artifacts_if is None or options.log_artifacts_if(history, metrics)
+    return tracker.log_results(model=model, data=data, history=history, test_metrics=metrics,
                                y_pred=evaluation.y_pred, artifacts=keep_artifacts)
 
 
