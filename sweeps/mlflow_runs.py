@@ -30,6 +30,8 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 STUDY_TAG = "optuna.study"
 TRIAL_TAG = "optuna.trial"
 STATE_TAG = "optuna.state"
+FEASIBLE_TAG = "optuna.feasible"  # with sweep.constraints: true or false
+FRONT_TAG = "optuna.pareto_front"  # of a multi-objective study's completed trials: true or false
 RETRY_OF_TAG = "optuna.retry_of"  # a retry's run: the trial (of a dead worker) whose parameters it runs again
 
 
@@ -70,9 +72,19 @@ class SweepRuns:
         )
         return runs[0].info.run_id if runs else None
 
-    def tag_state(self, run_id: str, state: TrialState) -> None:
-        """Tag the child run with the trial's state; the run itself was closed by the pipeline that trained it."""
+    def tag_state(self, run_id: str, state: TrialState, feasible: bool | None = None) -> None:
+        """Tag the child run with the trial's state (and whether it met sweep.constraints); the run itself was closed
+        by the pipeline that trained it."""
         self.client.set_tag(run_id, STATE_TAG, state.name)
+        if feasible is not None:
+            self.client.set_tag(run_id, FEASIBLE_TAG, str(feasible).lower())
+
+    def tag_front(self, trials: list[FrozenTrial], front: set[int]) -> None:
+        """Tag every completed trial's run with whether it is on the Pareto front (a resumed study's may move)."""
+        for trial in trials:
+            run_id = trial.user_attrs.get(RUN_ID_ATTR)
+            if trial.state == TrialState.COMPLETE and run_id:
+                self.client.set_tag(run_id, FRONT_TAG, str(trial.number in front).lower())
 
     def close_stale_trial(self, trial: FrozenTrial) -> None:
         """A dead worker's trial: its run is closed KILLED here, as no pipeline is left to close it."""
@@ -87,11 +99,12 @@ class SweepRuns:
     def end_parent(self, run_id: str, status: str) -> None:
         close_run(self.client, run_id, status)
 
-    def keep_only_best_model(self, trials: list[FrozenTrial], best: FrozenTrial) -> None:
-        """Delete the models of trials that were the best when they finished but have been beaten since."""
+    def keep_only_best_models(self, trials: list[FrozenTrial], best: set[int]) -> None:
+        """Delete the models of trials that were the best (or on the front) when they finished but have been beaten
+        since."""
         for trial in trials:
             model_id = trial.user_attrs.get(MODEL_ID_ATTR)
-            if model_id and trial.number != best.number:
+            if model_id and trial.number not in best:
                 try:
                     self.client.delete_logged_model(model_id)
                 except MlflowException as error:  # `mlflow gc` already removed it after an earlier end of the study

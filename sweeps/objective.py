@@ -18,7 +18,8 @@ from pipeline.core import ArtifactFilter, RunOptions, run_pipeline
 from pipeline.errors import TrainingStopped
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
 from sweeps.objective_checks import is_epoch_metric
-from sweeps.settings import Objective, Param, TrialArtifacts
+from sweeps.pareto import INFEASIBLE_ATTR, dominates
+from sweeps.settings import Constraint, Objective, Param, TrialArtifacts
 from sweeps.space import suggest
 from sweeps.trial_config import TrialConfigs, as_overrides
 
@@ -30,9 +31,10 @@ class NonFiniteObjective(Exception):
 @dataclass(frozen=True)
 class TrialOutcome:
     state: TrialState
-    value: float | None = None
+    values: tuple[float, ...] | None = None  # one per objective, when COMPLETE
     run_id: str | None = None
     reason: str = ""
+    feasible: bool = True
 
 
 class TrialReporter(keras.callbacks.Callback):
@@ -66,11 +68,11 @@ class TrialRunLink:
 
 
 def objective_value(
-    history: Mapping[str, list[float]], test_metrics: Mapping[str, float], objective: Objective
+    history: Mapping[str, list[float]], metrics: Mapping[str, float], objective: Objective
 ) -> float:
-    """The trial's value: the best (or last) epoch of a per-epoch metric, or a test_* metric."""
+    """The trial's value: the best (or last) epoch of a per-epoch metric, or a run's metric (test_*, a cost)."""
     if not is_epoch_metric(objective.metric):
-        return float(test_metrics.get(objective.metric, math.nan))
+        return float(metrics.get(objective.metric, math.nan))
     values = history.get(objective.metric) or [math.nan]
     if objective.reduce == "last":
         return float(values[-1])
@@ -79,19 +81,37 @@ def objective_value(
 
 
 def beats_finished_trials(study: optuna.Study, objective: Objective, value: float) -> bool:
-    """Whether `value` is better than every trial finished so far (so the final best trial always passes)."""
+    """Whether `value` is better than every (feasible) trial finished so far (so the final best trial always
+    passes)."""
     try:
         best = study.best_value
-    except ValueError:  # no trial completed yet
+    except ValueError:  # no feasible trial completed yet
         return True
     return value > best if objective.direction == "maximize" else value < best
+
+
+def joins_the_front(study: optuna.Study, goals: Sequence[Objective], values: Sequence[float]) -> bool:
+    """Whether no feasible trial finished so far dominates `values` (so every trial of the final front passes)."""
+    return not any(dominates(trial.values, values, goals) for trial in study.best_trials)
+
+
+def violations(
+    history: Mapping[str, list[float]], metrics: Mapping[str, float], constraints: Sequence[Constraint]
+) -> dict[str, float]:
+    """Each constraint's excess over its max (feasible when <= 0), by "<metric><=<max>"; an epoch metric's last."""
+    excess = {}
+    for constraint in constraints:
+        value = metrics.get(constraint.metric, (history.get(constraint.metric) or [math.nan])[-1])
+        excess[f"{constraint.metric}<={constraint.max:g}"] = float(value) - constraint.max
+    return excess
 
 
 @dataclass
 class TrialRunner:
     params: Mapping[str, Param]
     configs: TrialConfigs
-    objective: Objective
+    goals: Sequence[Objective]  # one per objective (SweepSettings.goals)
+    constraints: Sequence[Constraint]
     trials_dir: Path
     artifacts: TrialArtifacts
     runs: SweepRuns | None
@@ -101,12 +121,13 @@ class TrialRunner:
         values = suggest(trial, self.params)
         cfg = self.configs.build(values)
         OmegaConf.update(cfg, "output_dir", str(self.trials_dir / f"trial-{trial.number:04d}"))
-        reporter = TrialReporter(trial, self.objective.metric)
+        # Optuna takes intermediate values (for pruning) from single-objective studies only.
+        reporters = [TrialReporter(trial, self.goals[0].metric)] if len(self.goals) == 1 else []
         run = TrialRunLink(trial)
         overrides: Sequence[str] = [*self.configs.pipeline_overrides, *as_overrides(values)]
         try:
             result = run_pipeline(validate(cfg), RunOptions(
-                overrides=overrides, callbacks=[reporter], parent_run_id=self.parent_run_id,
+                overrides=overrides, callbacks=reporters, parent_run_id=self.parent_run_id,
                 run_tags=self.runs.trial_tags(trial, values) if self.runs else {},
                 log_artifacts_if=self._judge(trial), on_run_start=run,
             ))
@@ -118,17 +139,35 @@ class TrialRunner:
             return TrialOutcome(TrialState.FAIL, run_id=run.run_id, reason=f"{type(error).__name__}: {error}")
         if result.model_id:
             trial.set_user_attr(MODEL_ID_ATTR, result.model_id)
-        value = objective_value(result.history, result.test_metrics, self.objective)  # finite: judged above
-        return TrialOutcome(TrialState.COMPLETE, value, result.run_id)
+        metrics = {**result.test_metrics, **result.costs}
+        objectives = self._values(result.history, metrics)  # finite: judged above
+        excess = violations(result.history, metrics, self.constraints)
+        for key, amount in excess.items():
+            trial.set_constraint(key, amount)  # before the trial is told: Optuna's samplers and best trials read it
+        broken = [f"{key.split('<=')[0]}={amount + c.max:g} > {c.max:g}"
+                  for (key, amount), c in zip(excess.items(), self.constraints) if amount > 0]
+        if broken:
+            trial.set_user_attr(INFEASIBLE_ATTR, ", ".join(broken))
+        return TrialOutcome(TrialState.COMPLETE, objectives, result.run_id, feasible=not broken)
+
+    def _values(self, history: Mapping[str, list[float]], metrics: Mapping[str, float]) -> tuple[float, ...]:
+        return tuple(objective_value(history, metrics, goal) for goal in self.goals)
 
     def _judge(self, trial: optuna.Trial) -> ArtifactFilter:
         """The trial's result, judged before the pipeline closes its run, so the run closes once as it ended:
-        a non-finite objective raises (the run closes FAILED); otherwise whether the run keeps its model and plots."""
-        def judge(history: dict[str, list[float]], test_metrics: dict[str, float]) -> bool:
-            value = objective_value(history, test_metrics, self.objective)
-            if not math.isfinite(value):
-                raise NonFiniteObjective(f"{self.objective.metric}={value}")
-            if self.artifacts == "best":
-                return beats_finished_trials(trial.study, self.objective, value)
-            return self.artifacts == "all"
+        a non-finite objective raises (the run closes FAILED); otherwise whether the run keeps its model and plots:
+        with trial_artifacts=best, a feasible trial that beats every one before it (or, of several objectives, that
+        none before it dominates)."""
+        def judge(history: dict[str, list[float]], metrics: dict[str, float]) -> bool:
+            values = self._values(history, metrics)
+            for goal, value in zip(self.goals, values):
+                if not math.isfinite(value):
+                    raise NonFiniteObjective(f"{goal.metric}={value}")
+            if self.artifacts != "best":
+                return self.artifacts == "all"
+            if any(amount > 0 for amount in violations(history, metrics, self.constraints).values()):
+                return False
+            if len(self.goals) > 1:
+                return joins_the_front(trial.study, self.goals, values)
+            return beats_finished_trials(trial.study, self.goals[0], values[0])
         return judge

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from pipeline.config import EPOCH_METRICS, MlflowTracking, Settings
+from pipeline.config import COST_METRICS, EPOCH_METRICS, MlflowTracking, Settings
 from pipeline.errors import PipelineError
 from sweeps.settings import SweepSettings
 
@@ -14,18 +14,36 @@ def is_epoch_metric(metric: str) -> bool:
     return metric in EPOCH_METRICS
 
 
+def is_known_metric(metric: str) -> bool:
+    return is_epoch_metric(metric) or metric.startswith("test_") or metric in COST_METRICS
+
+
+def _check_metric(key: str, metric: str) -> None:
+    if not is_known_metric(metric):
+        raise PipelineError(
+            f"{key}={metric}: unknown metric; choose {', '.join(EPOCH_METRICS)}, a test_* metric "
+            f"(test_accuracy, test_loss, test_f1_macro) or a cost ({', '.join(COST_METRICS)})"
+        )
+
+
 def check_objective(settings: SweepSettings) -> None:
-    metric = settings.objective.metric
-    if not is_epoch_metric(metric) and not metric.startswith("test_"):
-        raise PipelineError(
-            f"sweep.objective.metric={metric}: unknown metric; choose {', '.join(EPOCH_METRICS)} or a test_* metric "
-            "(test_accuracy, test_loss, test_f1_macro)"
-        )
-    if not is_epoch_metric(metric) and settings.pruner != "none":
-        raise PipelineError(
-            f"sweep.objective.metric={metric}: a test metric exists only after training, so it cannot prune; "
-            f"set sweep.pruner=none or use one of {', '.join(EPOCH_METRICS)}"
-        )
+    if settings.objectives is not None:
+        for index, goal in enumerate(settings.objectives):
+            _check_metric(f"sweep.objectives[{index}].metric", goal.metric)
+        if settings.stop.patience is not None or settings.stop.target is not None:
+            raise PipelineError("sweep.stop: patience and target judge one objective; a multi-objective study "
+                                "(sweep.objectives) has a front, not a best value; set sweep.stop.patience=null "
+                                "sweep.stop.target=null")
+    else:
+        metric = settings.objective.metric
+        _check_metric("sweep.objective.metric", metric)
+        if not is_epoch_metric(metric) and settings.pruner != "none":
+            raise PipelineError(
+                f"sweep.objective.metric={metric}: it exists only after training, so it cannot prune; "
+                f"set sweep.pruner=none or use one of {', '.join(EPOCH_METRICS)}"
+            )
+    for index, constraint in enumerate(settings.constraints):
+        _check_metric(f"sweep.constraints[{index}].metric", constraint.metric)
 
 
 def check_models(settings: SweepSettings, pipeline: Settings) -> None:

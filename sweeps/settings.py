@@ -60,6 +60,20 @@ class Objective(Schema):
     reduce: Literal["best", "last"] = "best"
 
 
+class Goal(Schema):
+    """One objective of a multi-objective study (`sweep.objectives`)."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
+
+
+class Constraint(Schema):
+    """A trial is feasible only when its `metric` is at most `max` (`sweep.constraints`)."""
+
+    metric: str
+    max: float
+
+
 class StopRule(Schema):
     """When the study stops itself (both may be set; the first that holds stops it)."""
 
@@ -79,6 +93,9 @@ class SweepSettings(Schema):
     pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1
     pruner_startup_trials: Annotated[int, Field(ge=0)] = 5
     objective: Objective = Objective()
+    # Two or more make the study multi-objective (and replace objective.metric/direction; objective.reduce stays).
+    objectives: Annotated[list[Goal], Field(min_length=2)] | None = None
+    constraints: list[Constraint] = []
     stop: StopRule = StopRule()
     trial_artifacts: TrialArtifacts = "best"
     register_best_as: Annotated[str, Field(min_length=1)] | None = None
@@ -90,6 +107,19 @@ class SweepSettings(Schema):
     timeout: Duration | None = None
     max_retries: Annotated[int, Field(ge=0)] = 2
     params: Annotated[dict[str, Param], Field(min_length=1)]
+
+
+    @property
+    def goals(self) -> list[Objective]:
+        """What the study optimizes, one entry per objective, each with objective.reduce."""
+        if self.objectives is None:
+            return [self.objective]
+        return [Objective(metric=goal.metric, direction=goal.direction, reduce=self.objective.reduce)
+                for goal in self.objectives]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.objectives is not None
 
 
 def is_sweep_override(override: str) -> bool:

@@ -140,6 +140,8 @@ def make_sampler(settings: SweepSettings, seed: int) -> optuna.samplers.BaseSamp
 
 
 def make_pruner(settings: SweepSettings, epochs: int) -> optuna.pruners.BasePruner:
+    if settings.is_multi_objective:  # Optuna prunes single-objective studies only
+        return optuna.pruners.NopPruner()
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.pruner_warmup_epochs
@@ -165,15 +167,18 @@ def open_study(
     settings: SweepSettings, storage: BaseStorage, sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it when the name exists (resume); the direction must not change."""
+    """Create the study, or load it when the name exists (resume); the directions must not change."""
+    directions = [goal.direction for goal in settings.goals]
     study = optuna.create_study(
         study_name=settings.study_name, storage=storage, sampler=sampler, pruner=pruner,
-        direction=settings.objective.direction, load_if_exists=True,
+        directions=directions, load_if_exists=True,
     )
-    if study.direction.name.lower() != settings.objective.direction:
+    existing = [direction.name.lower() for direction in study.directions]
+    if existing != directions:
+        key = "sweep.objectives" if settings.is_multi_objective else "sweep.objective.direction"
         raise PipelineError(
-            f"sweep.objective.direction={settings.objective.direction}: study {settings.study_name!r} already "
-            f"exists with direction {study.direction.name.lower()}; pick another sweep.study_name"
+            f"{key}={' '.join(directions)}: study {settings.study_name!r} already exists with direction "
+            f"{' '.join(existing)}; pick another sweep.study_name"
         )
     return study
 

@@ -18,6 +18,7 @@ from pipeline.worker_slots import plan_slots, visible_gpus
 from sweeps.context import SweepContext
 from sweeps.heartbeat import wait_for_running_trials
 from sweeps.mlflow_runs import SweepRuns
+from sweeps.pareto import best_trial
 from sweeps.report import BASELINE_ATTR, SweepSummary, log_to_parent, summarize
 from sweeps.settings import SweepSettings
 from sweeps.space import baseline_values, check_space
@@ -46,6 +47,9 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     done = counted_trials(study)
     print(f"[sweep] study {settings.study_name} in {redact(sweep.location)}: {done} of {settings.n_trials} trials "
           f"exist; {max(0, settings.n_trials - done)} to run with {settings.n_workers} worker(s)", flush=True)
+    if settings.is_multi_objective and settings.pruner != "none":
+        print(f"[sweep] pruning is off: Optuna prunes single-objective studies only (sweep.pruner={settings.pruner} "
+              "does not apply to sweep.objectives); every trial trains all its epochs", flush=True)
     if (stopped := sweep.stop_reason(study)) is not None:  # a resumed study under the same rule
         print(f"[sweep] study {settings.study_name} has stopped: {stopped}; no trial to run "
               "(change sweep.stop to go on)", flush=True)
@@ -65,8 +69,10 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
             wait_for_running_trials(study, settings.heartbeat_interval, lambda: sweep.fail_stale_trials_locked(study))
         status = FINISHED
     finally:
-        summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.objective.direction, sweep.runs)
+        summary = summarize(study, settings.params, sweep.pipeline_overrides, settings.goals, sweep.runs)
         summary = dataclasses.replace(summary, stopped=sweep.stop_reason(study))
+        if sweep.runs and summary.front:
+            sweep.runs.tag_front(study.get_trials(deepcopy=False), {trial.number for trial in summary.front})
         if sweep.runs and status == FINISHED and summary.best_number is not None:
             summary = _settle_models(sweep.runs, sweep.sweep_settings, study, summary)
         if parent_alive:
@@ -74,6 +80,10 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
         if sweep.runs and parent_run_id:
             log_to_parent(sweep.runs, parent_run_id, summary, study)
             sweep.runs.end_parent(parent_run_id, status)
+    if summary.best_number is None and summary.states.get(TrialState.COMPLETE.name):
+        raise PipelineError(f"no trial of study {settings.study_name} met sweep.constraints "
+                            f"({', '.join(f'{c.metric} <= {c.max:g}' for c in settings.constraints)}); "
+                            "see the trials' `infeasible` reasons, or loosen the constraints or the search ranges")
     if summary.best_number is None:
         raise PipelineError(f"no trial of study {settings.study_name} completed ({_failures(study)}); "
                             "see each trial's MLflow run or lower the search ranges")
@@ -83,10 +93,13 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
 def _settle_models(
     runs: SweepRuns, settings: SweepSettings, study: optuna.Study, summary: SweepSummary
 ) -> SweepSummary:
-    """With trial_artifacts=best only the best trial keeps its model; register it if asked."""
-    best = study.best_trial
+    """With trial_artifacts=best only the best trial (of several objectives, the front) keeps its model; register the
+    best trial's if asked (of several objectives, the front's best by the first)."""
+    best = best_trial(study)
+    assert best is not None  # summary.best_number is set
     if settings.trial_artifacts == "best":
-        runs.keep_only_best_model(study.get_trials(deepcopy=False), best)
+        keep = {trial.number for trial in summary.front} | {best.number}
+        runs.keep_only_best_models(study.get_trials(deepcopy=False), keep)
     name = settings.register_best_as
     version = runs.register_best_model(study, best, name) if name else None
     return dataclasses.replace(summary, registered_version=f"{name} version {version}") if version else summary
@@ -96,7 +109,8 @@ def _description(sweep: SweepContext) -> dict[str, str]:
     settings = sweep.sweep_settings
     return {
         "sweep.n_trials": str(settings.n_trials), "sweep.sampler": settings.sampler, "sweep.pruner": settings.pruner,
-        "sweep.objective": f"{settings.objective.direction} {settings.objective.reduce} {settings.objective.metric}",
+        "sweep.objective": ", ".join(f"{goal.direction} {goal.reduce} {goal.metric}" for goal in settings.goals),
+        "sweep.constraints": ", ".join(f"{c.metric} <= {c.max:g}" for c in settings.constraints),
         "sweep.stop": f"patience={settings.stop.patience} min_delta={settings.stop.min_delta} "
                       f"target={settings.stop.target}",
         "sweep.storage": redact(sweep.location),

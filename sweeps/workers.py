@@ -16,6 +16,7 @@ from pipeline.worker_slots import WorkerSlot
 from sweeps.context import SweepContext
 from sweeps.heartbeat import Heartbeat
 from sweeps.mlflow_runs import PARENT_RUN_ATTR
+from sweeps.pareto import INFEASIBLE_ATTR
 from sweeps.study import claim_trial, counted_trials, make_pruner, make_sampler, open_study, worker_seed
 from sweeps.trial_config import TrialConfigs
 
@@ -35,7 +36,7 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     study = open_study(settings, sweep.storage, pruner=make_pruner(settings, sweep.pipeline_settings.trainer.epochs))
     study.sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(study)))
     runner = TrialRunner(
-        sweep.sweep_settings.params, configs, settings.objective, sweep.trials_dir, settings.trial_artifacts,
+        settings.params, configs, settings.goals, settings.constraints, sweep.trials_dir, settings.trial_artifacts,
         sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
     )
     claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials, sweep.stop_reason)
@@ -53,14 +54,17 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
 def _finish(sweep, study, trial, outcome) -> None:
     if outcome.reason:
         trial.set_user_attr(REASON_ATTR, outcome.reason)
-    study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+    study.tell(trial, list(outcome.values) if outcome.state == TrialState.COMPLETE and outcome.values else None,
+               state=outcome.state)
     run_id = outcome.run_id
     if not run_id and sweep.runs:
         run_id = sweep.runs.find_trial_run(study.get_trials(deepcopy=False)[trial.number])
     if sweep.runs and run_id:
-        sweep.runs.tag_state(run_id, outcome.state)
-    shown = f"{outcome.value:.4f}" if outcome.value is not None else outcome.reason
-    print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}", flush=True)
+        sweep.runs.tag_state(run_id, outcome.state, feasible=outcome.feasible if sweep.sweep_settings.constraints
+                             else None)
+    shown = " ".join(f"{value:.4g}" for value in outcome.values) if outcome.values else outcome.reason
+    infeasible = f" (infeasible: {trial.user_attrs[INFEASIBLE_ATTR]})" if not outcome.feasible else ""
+    print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}{infeasible}", flush=True)
 
 
 def _worker_main(overrides: list[str], slot: WorkerSlot, deadline: float | None) -> None:

@@ -78,6 +78,6 @@ def test_only_the_best_trials_model_is_kept(runs):
     for number, model_id in enumerate(models):
         study.add_trial(optuna.trial.create_trial(value=float(number), user_attrs={MODEL_ID_ATTR: model_id}))
     best = study.best_trial
-    runs.keep_only_best_model(study.trials, best)
-    runs.keep_only_best_model(study.trials, best)  # again, as a resumed study ends: already deleted is fine
+    runs.keep_only_best_models(study.trials, {best.number})
+    runs.keep_only_best_models(study.trials, {best.number})  # again, as a resumed study ends: already deleted is fine
     assert [m.model_id for m in runs.client.search_logged_models([runs.experiment_id])] == [models[1]]

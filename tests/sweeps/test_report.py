@@ -12,7 +12,7 @@ from pipeline.tracking.links import run_page
 from sweeps.heartbeat import RETRY_OF
 from sweeps.mlflow_runs import RUN_ID_ATTR, SweepRuns
 from sweeps.report import BASELINE_ATTR, log_to_parent, summarize, top_trials
-from sweeps.settings import FloatParam
+from sweeps.settings import FloatParam, Objective
 from tests.pipeline.tracking.conftest import settings_for
 
 PARAMS = {"lr": FloatParam(key="optimizer.learning_rate", type="float", low=1e-4, high=0.1, log=True)}
@@ -53,7 +53,7 @@ def test_top_trials_when_maximizing_rank_highest_first():
 
 def test_the_summary_names_the_best_trial_and_a_command_that_trains_its_config():
     study = minimizing_study()
-    summary = summarize(study, PARAMS, ["model=mlp", "trainer.epochs=3"], "minimize")
+    summary = summarize(study, PARAMS, ["model=mlp", "trainer.epochs=3"], [Objective(direction="minimize")])
     assert (summary.best_number, summary.best_value, summary.best_run_id) == (1, 0.2, "run-1")
     assert summary.states == {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1} and summary.epochs_trained == 8
     assert summary.command == "python -m pipeline.run model=mlp trainer.epochs=3 optimizer.learning_rate=0.01"
@@ -65,7 +65,7 @@ def test_the_summary_names_the_best_trial_and_a_command_that_trains_its_config()
 def test_a_study_without_a_completed_trial_has_no_best():
     study = optuna.create_study()
     study.add_trial(trial(0.01, state=TrialState.FAIL))
-    summary = summarize(study, PARAMS, [], "maximize")
+    summary = summarize(study, PARAMS, [], [Objective()])
     assert summary.best_number is None and summary.command is None and summary.top == []
 
 
@@ -73,7 +73,7 @@ def test_the_parent_run_gets_the_best_value_parameters_command_and_plots(mlflow_
     runs = SweepRuns(settings_for(mlflow_store.override).tracking, "report-test")
     study = minimizing_study()
     parent = runs.parent_run(study, {})
-    summary = summarize(study, PARAMS, ["trainer.epochs=3"], "minimize", runs)
+    summary = summarize(study, PARAMS, ["trainer.epochs=3"], [Objective(direction="minimize")], runs)
     page = run_page(mlflow_store.uri, runs.experiment_id, "run-1")
     assert f"/#/experiments/{runs.experiment_id}/runs/run-1?workflowType=machine_learning" in page
     assert f"Best trial's MLflow run: {page}" in summary.lines()  # a link, as the parent run's line gives

@@ -2,19 +2,21 @@
 
 import shlex
 import time
+from pathlib import Path
 
 import pytest
 from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from pipeline.compose import compose_config, flatten, validate
+from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR
 from sweeps.report import BASELINE_ATTR
 from sweeps.sweep import run_sweep
 from sweeps.trial_config import CONFIG_GROUPS
 from sweeps.workers import REASON_ATTR
-from tests.sweeps.conftest import runs_of, study_of
+from tests.sweeps.conftest import TINY, runs_of, study_of
 
 # One parameter with a good and a hopeless learning rate: pruning and failures become predictable.
 LR_ONLY = ["~sweep.params.optimizer", "~sweep.params.momentum", "~sweep.params.dropout", "~sweep.params.learning_rate"]
@@ -209,3 +211,77 @@ def test_patience_ends_a_study_early_says_why_and_a_resumed_study_stays_stopped(
     resumed = run_sweep(overrides)
     assert len(study_of(overrides).trials) == 4 and resumed.stopped == summary.stopped
     assert f"has stopped: {summary.stopped}; no trial to run" in capsys.readouterr().out
+
+
+MNIST_SAMPLE = ["data=npz", f"data.path={PROJECT_ROOT.parent / 'shared' / 'data' / 'mnist-sample.npz'}",
+                "model=small_cnn", "data.max_train_samples=300", "trainer.epochs=1"]
+
+
+@pytest.mark.slow
+def test_a_two_objective_sweep_over_widths_tags_its_front_and_plots_it(sweep_overrides, capsys):
+    stores = [o for o in sweep_overrides if o not in TINY]
+    overrides = [*stores, *MNIST_SAMPLE, "trainer.verbose=0", "sweep=widths", "sweep.n_trials=12",
+                 "sweep.pruner=median", "sweep.register_best_as=widths-best"]
+    summary = run_sweep(overrides)
+    study = study_of(overrides)
+    front = {trial.number for trial in study.best_trials}
+    assert len(front) >= 3 and {trial.number for trial in summary.front} == front
+    assert "pruning is off: Optuna prunes single-objective studies only" in capsys.readouterr().out
+    # The reported (and registered) trial: the front's most accurate.
+    assert summary.best_number == max(study.best_trials, key=lambda t: (t.values[0], -t.number)).number
+    assert summary.registered_version == "widths-best version 1"
+    lines = summary.lines()
+    assert f"Pareto front: {len(front)} trials (MLflow tag optuna.pareto_front=true)" in lines
+    assert "the one sweep.register_best_as registers" in lines[lines.index(next(
+        line for line in lines if line.startswith("Best trial ")))]
+    client, parents, children = runs_of(overrides)
+    for number, run in children.items():
+        assert run.data.tags["optuna.pareto_front"] == str(number in front).lower()
+        assert run.data.metrics["params"] == study.trials[number].values[1]
+    artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "optuna")}
+    assert {"optuna/pareto_front.html", "optuna/pareto_front.png"} <= artifacts
+    assert sorted(map(int, parents[0].data.tags["pareto_front_trials"].split())) == sorted(front)
+    # trial_artifacts=best: the front keeps its models, no trial off it does.
+    kept = {number for number, run in children.items() if client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id='{run.info.run_id}'")}
+    assert kept == front
+
+
+def test_a_constraint_marks_violating_trials_infeasible_and_never_best(sweep_overrides):
+    # hidden_units 256 gives 19,210 parameters, 8 gives 610: only the small network is within 5,000; the baseline is
+    # the small one, seed 0 draws both after it.
+    overrides = [*sweep_overrides, "optimizer=adam", "model.hidden_units=[8]", *LR_ONLY,
+                 "+sweep.params.width={key: model.hidden_units.0, type: categorical, choices: [8, 256]}",
+                 "sweep.n_trials=4", "sweep.sampler=random", "sweep.seed=0", "sweep.pruner=none",
+                 "sweep.constraints=[{metric: params, max: 5000}]"]
+    summary = run_sweep(overrides)
+    study = study_of(overrides)
+    _, _, children = runs_of(overrides)
+    wide = [t for t in study.trials if t.params["model.hidden_units.0"] == 256]
+    narrow = [t for t in study.trials if t.params["model.hidden_units.0"] == 8]
+    assert wide and narrow, [t.params for t in study.trials]
+    for trial in wide:
+        assert trial.constraints == {"params<=5000": 19210 - 5000}
+        assert trial.user_attrs["infeasible"] == "params=19210 > 5000"
+        assert children[trial.number].data.tags["optuna.feasible"] == "false"
+    for trial in narrow:
+        assert children[trial.number].data.tags["optuna.feasible"] == "true"
+    assert summary.best_number in {t.number for t in narrow}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("sweep.objectives=[{metric: val_acc, direction: maximize}, {metric: params, direction: minimize}]",
+     "sweep.objectives[0].metric=val_acc: unknown metric; choose loss, accuracy, val_loss, val_accuracy, a test_* "
+     "metric (test_accuracy, test_loss, test_f1_macro) or a cost (params, model_size_mb, latency_ms, train_seconds)"),
+    ("sweep.objectives=[{metric: val_accuracy, direction: up}, {metric: params, direction: minimize}]",
+     "sweep.objectives[0].direction='up': allowed: 'maximize' or 'minimize'"),
+    ("sweep.constraints=[{metric: size, max: 10}]", "sweep.constraints[0].metric=size: unknown metric"),
+    ("sweep.stop.patience=0", "sweep.stop.patience=0: input should be greater than or equal to 1"),
+])
+def test_bad_objectives_constraints_and_stop_rules_are_one_line_and_create_no_study(sweep_overrides, override,
+                                                                                    message):
+    with pytest.raises(PipelineError) as raised:
+        run_sweep([*sweep_overrides, override])
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    storage = next(o for o in sweep_overrides if o.startswith("sweep.storage=")).split("=", 1)[1]
+    assert not Path(storage).exists()
