@@ -58,11 +58,25 @@ def check_layer_entries(entries: list[LayerEntry], key: str) -> None:
 # --- data -------------------------------------------------------------------------------------
 
 
+class Fold(Schema):
+    """Cross-validation's split: validation is fold `index` of `k` stratified, seeded folds of the training images."""
+
+    k: Annotated[int, Field(ge=2)]
+    index: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _index_below_k(self) -> "Fold":
+        if self.index >= self.k:
+            raise ValueError(f"data.fold.index={self.index}: allowed 0..{self.k - 1} (data.fold.k={self.k})")
+        return self
+
+
 class DataBase(Schema):
     val_fraction: Fraction = 0.1
     seed: int = 42
     max_train_samples: PositiveInt | None = None
     augment: list[LayerEntry] = []  # Keras preprocessing layers applied to training batches
+    fold: Fold | None = None  # instead of val_fraction's hold-out; a sweep's trials set it (sweep.objective.folds)
 
     @model_validator(mode="after")
     def _one_layer_per_augment_entry(self) -> "DataBase":

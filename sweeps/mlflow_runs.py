@@ -32,6 +32,7 @@ TRIAL_TAG = "optuna.trial"
 STATE_TAG = "optuna.state"
 FEASIBLE_TAG = "optuna.feasible"  # with sweep.constraints: true or false
 FRONT_TAG = "optuna.pareto_front"  # of a multi-objective study's completed trials: true or false
+FOLD_TAG = "optuna.fold"  # a cross-validated trial's fold runs: the fold's index
 RETRY_OF_TAG = "optuna.retry_of"  # a retry's run: the trial (of a dead worker) whose parameters it runs again
 
 
@@ -61,6 +62,11 @@ class SweepRuns:
         params = {f"optuna.param.{key}": format_value(value) for key, value in values.items()}
         retry = {RETRY_OF_TAG: str(trial.user_attrs[RETRY_OF])} if RETRY_OF in trial.user_attrs else {}
         return {STUDY_TAG: self.study_name, TRIAL_TAG: str(trial.number), **params, **retry}
+
+    def start_trial_run(self, trial: optuna.Trial, values: Mapping[str, Scalar], parent_run_id: str | None) -> str:
+        """A cross-validated trial's own run, under the study's, grouping its folds' runs; it beats as they train."""
+        return create_run(self.client, self.tracking, self.uri, name=f"trial-{trial.number}",
+                          tags=self.trial_tags(trial, values), parent_run_id=parent_run_id)
 
     def find_trial_run(self, trial: FrozenTrial) -> str | None:
         if RUN_ID_ATTR in trial.user_attrs:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,18 +12,20 @@ from typing import Any
 
 import keras
 import optuna
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
 from pipeline.compose import validate
 from pipeline.core import ArtifactFilter, RunOptions, run_pipeline
 from pipeline.errors import TrainingStopped
-from sweeps.mlflow_runs import MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
+from pipeline.tracking.heartbeat import Heartbeat
+from pipeline.tracking.runs import FAILED, FINISHED, KILLED, close_run
+from sweeps.mlflow_runs import FOLD_TAG, MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
 from sweeps.objective_checks import is_epoch_metric
 from sweeps.pareto import INFEASIBLE_ATTR, dominates
 from sweeps.settings import Constraint, Objective, Param, TrialArtifacts
 from sweeps.space import suggest
-from sweeps.trial_config import TrialConfigs, as_overrides
+from sweeps.trial_config import Scalar, TrialConfigs, as_overrides
 
 
 class NonFiniteObjective(Exception):
@@ -121,6 +125,8 @@ class TrialRunner:
         values = suggest(trial, self.params)
         cfg = self.configs.build(values)
         OmegaConf.update(cfg, "output_dir", str(self.trials_dir / f"trial-{trial.number:04d}"))
+        if self.goals[0].folds:
+            return self._cross_validate(trial, values, cfg, self.goals[0].folds)
         # Optuna takes intermediate values (for pruning) from single-objective studies only.
         reporters = [TrialReporter(trial, self.goals[0].metric)] if len(self.goals) == 1 else []
         run = TrialRunLink(trial)
@@ -149,6 +155,71 @@ class TrialRunner:
         if broken:
             trial.set_user_attr(INFEASIBLE_ATTR, ", ".join(broken))
         return TrialOutcome(TrialState.COMPLETE, objectives, result.run_id, feasible=not broken)
+
+    def _cross_validate(self, trial: optuna.Trial, values: Mapping[str, Scalar], cfg: DictConfig,
+                        k: int) -> TrialOutcome:
+        """Train on each of k folds (a run each, under the trial's run), report each fold's value to the pruner
+        (Wilcoxon: paired with the best trial's folds) and score the trial by the folds' mean."""
+        goal = self.goals[0]
+        run = TrialRunLink(trial)
+        if self.runs:
+            run(self.runs.start_trial_run(trial, values, self.parent_run_id))
+        scores: list[float] = []
+        outcome: TrialOutcome | None = None
+        alive = Heartbeat(self.runs.client, run.run_id, self.runs.tracking.stale_after).start() if (
+            self.runs and run.run_id) else None
+        try:
+            for index in range(k):
+                fold_cfg = copy.deepcopy(cfg)
+                with open_dict(fold_cfg.data):
+                    fold_cfg.data.fold = {"k": k, "index": index}
+                fold_cfg.output_dir = f"{cfg.output_dir}/fold-{index}"
+                tags = {**self.runs.trial_tags(trial, values), FOLD_TAG: str(index)} if self.runs else {}
+                result = run_pipeline(validate(fold_cfg), RunOptions(
+                    overrides=[*self.configs.pipeline_overrides, *as_overrides(values),
+                               f"+data.fold={{k: {k}, index: {index}}}"],
+                    parent_run_id=run.run_id or self.parent_run_id, run_tags=tags,
+                    log_artifacts_if=lambda history, metrics: self.artifacts == "all",
+                ))
+                score = objective_value(result.history, {**result.test_metrics, **result.costs}, goal)
+                if not math.isfinite(score):
+                    raise NonFiniteObjective(f"{goal.metric}={score} in fold {index}")
+                scores.append(score)
+                trial.report(score, step=index)
+                if self.runs and run.run_id:
+                    self.runs.client.log_metric(run.run_id, f"fold_{goal.metric}", score, step=index)
+                if index < k - 1 and trial.should_prune():
+                    outcome = TrialOutcome(TrialState.PRUNED, run_id=run.run_id,
+                                           reason=f"pruned after fold {index + 1} of {k} ({goal.metric} "
+                                                  f"{', '.join(f'{s:.4f}' for s in scores)})")
+                    break
+        except Exception as error:  # noqa: BLE001 - a failing trial must not end the sweep
+            outcome = TrialOutcome(TrialState.FAIL, run_id=run.run_id, reason=f"{type(error).__name__}: {error}")
+        except BaseException:  # Ctrl-C: the fold's run closed KILLED, and so does the trial's
+            outcome = TrialOutcome(TrialState.FAIL, run_id=run.run_id, reason="interrupted")
+            raise
+        finally:
+            if alive:
+                alive.stop()
+            if self.runs and run.run_id:
+                self._close_trial_run(run.run_id, scores, goal, outcome)
+        if outcome is not None:
+            return outcome
+        return TrialOutcome(TrialState.COMPLETE, (statistics.fmean(scores),), run.run_id)
+
+    def _close_trial_run(self, run_id: str, scores: list[float], goal: Objective,
+                         outcome: TrialOutcome | None) -> None:
+        assert self.runs is not None
+        client = self.runs.client
+        if scores:
+            client.log_metric(run_id, f"cv_mean_{goal.metric}", statistics.fmean(scores))
+            client.log_metric(run_id, f"cv_std_{goal.metric}", statistics.pstdev(scores))
+        if outcome is None:
+            close_run(client, run_id, FINISHED)
+            return
+        stopped = outcome.state == TrialState.PRUNED or outcome.reason == "interrupted"
+        client.set_tag(run_id, "stopped" if stopped else "error", outcome.reason)
+        close_run(client, run_id, KILLED if stopped else FAILED)
 
     def _values(self, history: Mapping[str, list[float]], metrics: Mapping[str, float]) -> tuple[float, ...]:
         return tuple(objective_value(history, metrics, goal) for goal in self.goals)

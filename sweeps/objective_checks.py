@@ -42,8 +42,24 @@ def check_objective(settings: SweepSettings) -> None:
                 f"sweep.objective.metric={metric}: it exists only after training, so it cannot prune; "
                 f"set sweep.pruner=none or use one of {', '.join(EPOCH_METRICS)}"
             )
+    _check_folds(settings)
     for index, constraint in enumerate(settings.constraints):
         _check_metric(f"sweep.constraints[{index}].metric", constraint.metric)
+
+
+def _check_folds(settings: SweepSettings) -> None:
+    folds = settings.objective.folds
+    if folds is None:
+        if settings.pruner == "wilcoxon":
+            raise PipelineError("sweep.pruner=wilcoxon: compares a trial's folds with the best trial's; set "
+                                "sweep.objective.folds (k >= 2) or choose median, hyperband or none")
+        return
+    if settings.is_multi_objective:
+        raise PipelineError(f"sweep.objective.folds={folds}: cross-validates one objective; not with "
+                            "sweep.objectives")
+    if settings.pruner not in ("wilcoxon", "none"):
+        raise PipelineError(f"sweep.objective.folds={folds}: trials are pruned across folds, not epochs; set "
+                            f"sweep.pruner=wilcoxon (or none), not {settings.pruner}")
 
 
 def check_models(settings: SweepSettings, pipeline: Settings) -> None:

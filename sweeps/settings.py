@@ -58,6 +58,7 @@ class Objective(Schema):
     metric: str = "val_accuracy"
     direction: Literal["maximize", "minimize"] = "maximize"
     reduce: Literal["best", "last"] = "best"
+    folds: Annotated[int, Field(ge=2)] | None = None  # k-fold cross-validation: the value is the folds' mean
 
 
 class Goal(Schema):
@@ -89,7 +90,8 @@ class SweepSettings(Schema):
     storage: str | None = None
     sampler: Literal["tpe", "random", "cmaes", "gp"] = "tpe"
     seed: int = 42
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Literal["median", "hyperband", "wilcoxon", "none"] = "median"
+    pruner_p_threshold: Annotated[float, Field(gt=0, le=1)] = 0.1
     pruner_warmup_epochs: Annotated[int, Field(ge=0)] = 1
     pruner_startup_trials: Annotated[int, Field(ge=0)] = 5
     objective: Objective = Objective()

@@ -146,6 +146,10 @@ def make_pruner(settings: SweepSettings, epochs: int) -> optuna.pruners.BasePrun
         return optuna.pruners.MedianPruner(
             n_startup_trials=settings.pruner_startup_trials, n_warmup_steps=settings.pruner_warmup_epochs
         )
+    if settings.pruner == "wilcoxon":  # across folds: a trial's folds against the best trial's, pairwise
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # nothing a user can change
+            return optuna.pruners.WilcoxonPruner(p_threshold=settings.pruner_p_threshold)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
     return optuna.pruners.NopPruner()

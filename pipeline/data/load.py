@@ -10,7 +10,7 @@ import numpy as np
 from pipeline.config import DataSettings
 from pipeline.data import digits, fashion_mnist, images, mnist, npz
 from pipeline.data.dataset import Dataset
-from pipeline.data.splits import hold_out
+from pipeline.data.splits import fold, hold_out
 
 READERS: dict[str, ModuleType] = {
     "digits": digits, "mnist": mnist, "fashion_mnist": fashion_mnist, "npz": npz, "images": images,
@@ -42,7 +42,11 @@ def _source_stamp(settings: DataSettings) -> tuple[tuple[str, int, int], ...]:
 
 def _read(settings: DataSettings) -> Dataset:
     source = READERS[settings.name].read(settings)
-    train, validation = hold_out(source.train, settings.val_fraction, settings.seed, "data.val_fraction", "validation")
+    if settings.fold is not None:
+        train, validation = fold(source.train, settings.fold.k, settings.fold.index, settings.seed)
+    else:
+        train, validation = hold_out(source.train, settings.val_fraction, settings.seed, "data.val_fraction",
+                                     "validation")
     if settings.max_train_samples is not None:
         # The split above shuffled the training images with the seed: the first n are a seeded random subset.
         train = train.take(slice(0, settings.max_train_samples))

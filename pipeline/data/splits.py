@@ -40,6 +40,21 @@ def hold_out(pool: Split, fraction: float, seed: int, key: str, held: str) -> tu
     return pool.take(kept), pool.take(held_out)
 
 
+def fold(pool: Split, k: int, index: int, seed: int) -> tuple[Split, Split]:
+    """Fold `index` of `k` seeded folds of the pool as the held-out side, the other folds as the kept side (shuffled
+    with the seed, as `hold_out`'s); stratified by label whenever every class has k images."""
+    if len(pool) < k:
+        raise PipelineError(f"data.fold.k={k}: more folds than the {len(pool)} training images; "
+                            f"allowed: 2..{len(pool)}")
+    from sklearn.model_selection import KFold, StratifiedKFold  # slow to import: not before the data passed its checks
+
+    stratified = np.unique(pool.labels, return_counts=True)[1].min() >= k
+    folds = StratifiedKFold(k, shuffle=True, random_state=seed) if stratified else KFold(k, shuffle=True,
+                                                                                           random_state=seed)
+    kept, held_out = list(folds.split(np.zeros(len(pool)), pool.labels))[index]
+    return pool.take(np.random.default_rng(seed).permutation(kept)), pool.take(held_out)
+
+
 def whole(labels: np.ndarray, *, pixels: np.ndarray | None = None, files: np.ndarray | None = None,
           scale: float = 1 / 255) -> Split:
     """A pool of images as one split, in order."""

@@ -285,3 +285,45 @@ def test_bad_objectives_constraints_and_stop_rules_are_one_line_and_create_no_st
     assert message in str(raised.value) and "\n" not in str(raised.value)
     storage = next(o for o in sweep_overrides if o.startswith("sweep.storage=")).split("=", 1)[1]
     assert not Path(storage).exists()
+
+
+def test_three_folds_give_three_results_per_trial_and_a_bad_trial_is_pruned_before_its_last(sweep_overrides):
+    # Seed 0 draws the hopeless rate, the good one, then the hopeless one again: Wilcoxon prunes the last trial
+    # after two folds worse than the best trial's (the smallest one-sided p-value of two pairs is 0.25).
+    overrides = [*sweep_overrides, "optimizer=adam", *lr_choices(0.02, 1e-7), "sweep.n_trials=3",
+                 "sweep.sampler=random", "sweep.seed=0", "sweep.baseline=false", "sweep.objective.folds=3",
+                 "sweep.pruner=wilcoxon", "sweep.pruner_p_threshold=0.3", "sweep.trial_artifacts=none"]
+    summary = run_sweep(overrides)
+    study = study_of(overrides)
+    rates = [t.params["optimizer.learning_rate"] for t in study.trials]
+    assert rates == [1e-7, 0.02, 1e-7]
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
+    assert [len(t.intermediate_values) for t in study.trials] == [3, 3, 2]
+    assert study.trials[1].value == pytest.approx(sum(study.trials[1].intermediate_values.values()) / 3)
+    assert summary.best_number == 1
+    client, _, _ = runs_of(overrides)
+    experiment = client.get_experiment_by_name("kerastrack").experiment_id
+    for trial, status in zip(study.trials, ["FINISHED", "FINISHED", "KILLED"]):
+        run = client.get_run(trial.user_attrs[RUN_ID_ATTR])
+        folds = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+        assert sorted(int(fold.data.tags["optuna.fold"]) for fold in folds) == list(range(len(
+            trial.intermediate_values)))
+        assert run.info.status == status
+        history = client.get_metric_history(run.info.run_id, "fold_val_accuracy")
+        assert [m.value for m in history] == list(trial.intermediate_values.values())
+    assert client.get_run(study.trials[1].user_attrs[RUN_ID_ATTR]).data.metrics["cv_mean_val_accuracy"] == \
+        pytest.approx(study.trials[1].value)
+    assert study.trials[2].user_attrs[REASON_ATTR].startswith("pruned after fold 2 of 3")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("sweep.objective.folds=1", "sweep.objective.folds=1: input should be greater than or equal to 2"),
+    ("sweep.objective.folds=3", "sweep.objective.folds=3: trials are pruned across folds, not epochs; set "
+                                "sweep.pruner=wilcoxon (or none), not median"),
+])
+def test_bad_folds_are_one_line_and_create_no_study(sweep_overrides, override, message):
+    with pytest.raises(PipelineError) as raised:
+        run_sweep([*sweep_overrides, override])
+    assert str(raised.value) == message
+    storage = next(o for o in sweep_overrides if o.startswith("sweep.storage=")).split("=", 1)[1]
+    assert not Path(storage).exists()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.data import load_data
-from pipeline.data.splits import hold_out, whole
+from pipeline.data.splits import fold, hold_out, whole
 from tests.pipeline.data.conftest import data_settings, error_message, stored_pixels
 
 
@@ -40,3 +40,22 @@ def test_held_out_rows_depend_on_the_seed_alone() -> None:
 def test_zero_validation_fraction_is_refused() -> None:
     message = error_message(data_settings("data.val_fraction=0"))
     assert "data.val_fraction=0.0" in message and "0 validation" in message
+
+
+def test_k_folds_validate_every_training_image_once_stratified_and_seeded() -> None:
+    pool = whole(np.arange(90, dtype=np.int32) % 3)
+    folds = [fold(pool, 3, index, seed=5) for index in range(3)]
+    held = np.concatenate([validation.rows for _, validation in folds])
+    assert sorted(held) == list(range(90))  # each image validates once
+    for train, validation in folds:
+        assert sorted([*train.rows, *validation.rows]) == list(range(90))
+        assert np.bincount(validation.labels).tolist() == [10, 10, 10]
+    assert [v.rows.tolist() for _, v in folds] == [v.rows.tolist() for _, v in
+                                                   (fold(pool, 3, index, seed=5) for index in range(3))]
+    assert folds[0][1].rows.tolist() != fold(pool, 3, 0, seed=6)[1].rows.tolist()
+
+
+def test_the_loaded_datasets_fold_replaces_the_validation_fraction() -> None:
+    dataset = load_data(data_settings("+data.fold={k: 4, index: 1}"))
+    assert 1437 // 4 <= len(dataset.validation) <= 1437 // 4 + 1  # the 1,437 digits outside the test split
+    assert len(dataset.train) + len(dataset.validation) == 1437
