@@ -76,7 +76,8 @@ class DataBase(Schema):
     seed: int = 42
     max_train_samples: PositiveInt | None = None
     augment: list[LayerEntry] = []  # Keras preprocessing layers applied to training batches
-    fold: Fold | None = None  # instead of val_fraction's hold-out; a sweep's trials set it (sweep.objective.folds)
+    # Instead of val_fraction's hold-out (max_train_samples then bounds the images folded); set by sweep.objective.folds
+    fold: Fold | None = None
 
     @model_validator(mode="after")
     def _one_layer_per_augment_entry(self) -> "DataBase":

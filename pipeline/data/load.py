@@ -42,12 +42,15 @@ def _source_stamp(settings: DataSettings) -> tuple[tuple[str, int, int], ...]:
 
 def _read(settings: DataSettings) -> Dataset:
     source = READERS[settings.name].read(settings)
-    if settings.fold is not None:
-        train, validation = fold(source.train, settings.fold.k, settings.fold.index, settings.seed)
+    if settings.fold is not None:  # max_train_samples bounds the images folded: the folds are of the training data
+        pool = source.train
+        if settings.max_train_samples is not None and settings.max_train_samples < len(pool):
+            pool = pool.take(np.random.default_rng(settings.seed).permutation(len(pool))[:settings.max_train_samples])
+        train, validation = fold(pool, settings.fold.k, settings.fold.index, settings.seed)
     else:
         train, validation = hold_out(source.train, settings.val_fraction, settings.seed, "data.val_fraction",
                                      "validation")
-    if settings.max_train_samples is not None:
+    if settings.max_train_samples is not None and settings.fold is None:
         # The split above shuffled the training images with the seed: the first n are a seeded random subset.
         train = train.take(slice(0, settings.max_train_samples))
     files = source.image_files

@@ -59,3 +59,8 @@ def test_the_loaded_datasets_fold_replaces_the_validation_fraction() -> None:
     dataset = load_data(data_settings("+data.fold={k: 4, index: 1}"))
     assert 1437 // 4 <= len(dataset.validation) <= 1437 // 4 + 1  # the 1,437 digits outside the test split
     assert len(dataset.train) + len(dataset.validation) == 1437
+
+
+def test_with_a_fold_max_train_samples_bounds_the_images_folded() -> None:
+    dataset = load_data(data_settings("+data.fold={k: 3, index: 0}", "data.max_train_samples=300"))
+    assert (len(dataset.train), len(dataset.validation)) == (200, 100)
