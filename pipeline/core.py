@@ -142,6 +142,10 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
 def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_dir: Path) -> Evaluation:
     if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
         model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
+    # One step per predict call, whatever training used: Keras unrolls a predict call's steps into its graph (fit and
+    # evaluate loop over them), so its trace grows with them and outweighs the calls it saves.
+    model.steps_per_execution = 1
+    model.make_predict_function(force=True)
     return evaluate_model(model, data, settings.trainer.batch_size)
 
 

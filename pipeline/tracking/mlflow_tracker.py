@@ -7,6 +7,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -20,7 +21,7 @@ from pipeline.data import Dataset
 from pipeline.tracking.datasets import SKIPPED_IMAGES, log_dataset_inputs
 from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.heartbeat import Heartbeat
-from pipeline.tracking.logged_models import log_keras_model
+from pipeline.tracking.logged_models import load_while_training, log_keras_model
 from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
 from pipeline.tracking.tracker import RunTracker
 
@@ -47,6 +48,13 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
     return True
 
 
+class RunEpochLogger(EpochLogger):
+    """The run's epoch metrics; as training begins, what logging the model needs at the end starts loading."""
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        load_while_training()
+
+
 class MlflowRunTracker(RunTracker):
     """Records into one open run; epoch metrics go through a background writer that `close` drains, and a heartbeat
     says the run is alive until `close`."""
@@ -62,7 +70,7 @@ class MlflowRunTracker(RunTracker):
         self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start(recorded=liveness_recorded)
 
     def epoch_callback(self) -> keras.callbacks.Callback:
-        return EpochLogger(self.epoch_metrics)
+        return RunEpochLogger(self.epoch_metrics)
 
     def log_datasets(self, data: Dataset) -> None:
         """Lineage by name and digest (see tracking.datasets), and the list of images left out as bad."""

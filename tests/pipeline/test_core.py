@@ -36,6 +36,18 @@ def test_deterministic_runs_repeat_exactly_on_cpu(compose, tmp_path):
     assert first.test_metrics == second.test_metrics
 
 
+class KeepsTheModel(keras.callbacks.Callback):
+    """Holds the run's model (`self.model`, set by the trainer) after the run."""
+
+
+def test_the_test_set_is_predicted_one_step_per_call_whatever_training_used(compose, tmp_path):
+    keeper = KeepsTheModel()
+    settings = validate(compose("tracking=none", "trainer.steps_per_execution=8", f"output_dir={tmp_path}"))
+    result = run_pipeline(settings, RunOptions(callbacks=[keeper]))
+    assert keeper.model.steps_per_execution == 1 and keeper.model.predict_function is not None
+    assert result.test_metrics["test_accuracy"] > 0.5
+
+
 class StopAfterFirstEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         raise TrainingStopped("stopped after one epoch")
