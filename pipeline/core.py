@@ -84,7 +84,7 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
                          callbacks=options.callbacks, checkpoint_dir=checkpoint_dir)
         train_seconds = time.perf_counter() - started  # this run's share, when it resumed another
         evaluation = _evaluate(settings, model, data, checkpoint_dir)
-        costs = measure_costs(model, data, train_seconds)
+        costs = measure_costs(model, data, train_seconds, checkpoint_dir / checkpoints.LAST)
         model_id = _log_results(tracker, options, model=model, data=data, history=history, evaluation=evaluation,
                                 costs=costs)
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))

@@ -4,7 +4,6 @@ time (`config.COST_METRICS`); measured for every run, after training, on the run
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,21 +15,14 @@ from pipeline.inputs import split_images
 LATENCY_CALLS = 5  # timed predictions at batch 1, after one untimed call that builds the predict function
 
 
-def measure_costs(model: keras.Model, data: Dataset, train_seconds: float) -> dict[str, float]:
+def measure_costs(model: keras.Model, data: Dataset, train_seconds: float, saved_model: Path) -> dict[str, float]:
+    """`saved_model`: the run's last checkpoint, the model as Keras saves it (no second save is needed)."""
     return {
         "params": float(model.count_params()),
-        "model_size_mb": saved_size_mb(model),
+        "model_size_mb": saved_model.stat().st_size / 2**20,
         "latency_ms": latency_ms(model, data),
         "train_seconds": train_seconds,
     }
-
-
-def saved_size_mb(model: keras.Model) -> float:
-    """The size of the model saved as a `.keras` file, as a user would ship it."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.keras"
-        model.save(path)
-        return path.stat().st_size / 2**20
 
 
 def latency_ms(model: keras.Model, data: Dataset) -> float:
