@@ -139,8 +139,8 @@ def unfreeze(model: keras.Model, fine_tune: FineTuneSettings) -> int:
     backbone = backbone_of(model)
     backbone.trainable = True
     count = len(backbone.layers) if fine_tune.unfreeze == "all" else min(fine_tune.unfreeze, len(backbone.layers))
-    for layer in backbone.layers[:len(backbone.layers) - count]:
-        layer.trainable = False
+    for index, layer in enumerate(backbone.layers):  # each one: the setter need not reach a functional's layers
+        layer.trainable = index >= len(backbone.layers) - count
     return count
 
 
