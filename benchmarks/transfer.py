@@ -83,8 +83,8 @@ def main() -> None:
         "from scratch": ["model.weights=null", "model.freeze=false", f"trainer.epochs={epochs}"],
         "frozen backbone + head": ["model.weights={weights}", f"trainer.epochs={epochs}"],
         "frozen + fine-tuned": ["model.weights={weights}", f"trainer.epochs={args.head_epochs}",
-                                f"+trainer.fine_tune={{epochs: {args.fine_tune_epochs}, "
-                                f"learning_rate: {args.fine_tune_rate}}}"],
+                                f"trainer.fine_tune.epochs={args.fine_tune_epochs}",
+                                f"trainer.fine_tune.learning_rate={args.fine_tune_rate}"],
     }
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)

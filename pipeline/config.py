@@ -300,7 +300,7 @@ class FineTuneSettings(Schema):
     """The second phase of a run (model=pretrained): after trainer.epochs on the head, the backbone is unfrozen and
     the whole model trained on at a low learning rate, with a fresh optimizer of the configured kind."""
 
-    epochs: PositiveInt
+    epochs: Annotated[int, Field(ge=0)] = 0  # 0: no second phase
     learning_rate: LearningRate = 1e-5
     unfreeze: PositiveInt | Literal["all"] = "all"  # all of the backbone's layers, or its last K
 
@@ -317,7 +317,7 @@ class TrainerSettings(Schema):
     name: Literal["fit", "custom"]
     epochs: PositiveInt  # with fine_tune: the first phase's (the head on the frozen backbone)
     batch_size: PositiveInt
-    fine_tune: FineTuneSettings | None = None
+    fine_tune: FineTuneSettings = FineTuneSettings()
     verbose: Literal[0, 1, 2] = 1
     checkpoint: CheckpointSettings = CheckpointSettings()
     early_stopping: EarlyStoppingSettings = EarlyStoppingSettings()
@@ -328,11 +328,16 @@ class TrainerSettings(Schema):
     @property
     def total_epochs(self) -> int:
         """Both phases' epochs: the run's last epoch number."""
-        return self.epochs + (self.fine_tune.epochs if self.fine_tune else 0)
+        return self.epochs + self.fine_tune.epochs
+
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether the run has a second phase (trainer.fine_tune.epochs > 0)."""
+        return self.fine_tune.epochs > 0
 
     def phase(self, epoch: int) -> int:
         """The phase (1, or 2 when fine-tuning) that trains `epoch` (counted from 0)."""
-        return 2 if self.fine_tune is not None and epoch >= self.epochs else 1
+        return 2 if self.fine_tunes and epoch >= self.epochs else 1
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod
@@ -419,8 +424,9 @@ class Settings(Schema):
 
     @model_validator(mode="after")
     def _fine_tune_needs_a_frozen_backbone(self) -> "Settings":
-        if self.trainer.fine_tune is not None and not (isinstance(self.model, PretrainedModel) and self.model.freeze):
-            raise ValueError(f"trainer.fine_tune needs a frozen backbone to unfreeze (model=pretrained, "
+        if self.trainer.fine_tunes and not (isinstance(self.model, PretrainedModel) and self.model.freeze):
+            raise ValueError(f"trainer.fine_tune.epochs={self.trainer.fine_tune.epochs} needs a frozen backbone to "
+                             "unfreeze (model=pretrained, "
                              f"model.freeze=true); got model={self.model.name}"
                              + (", model.freeze=false" if isinstance(self.model, PretrainedModel) else ""))
         return self

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import tempfile
+import warnings
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -129,11 +130,11 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
         steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
         tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved (the last phase's)
         print(f"Training {model.name} ({model.count_params():,} parameters"
-              + (f", {_trainable_parameters(model):,} trainable" if settings.trainer.fine_tune else "")
+              + (f", {_trainable_parameters(model):,} trainable" if settings.trainer.fine_tunes else "")
               + f") {placement.describe()}, trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
               f"epochs {first_epoch + 1}..{end_epoch}"
               + (f", epoch {first_epoch + 1} from step {first_step + 1}" if first_step else "")
-              + (f" (phase {phase} of 2)" if settings.trainer.fine_tune else ""))
+              + (f" (phase {phase} of 2)" if settings.trainer.fine_tunes else ""))
         history = trainer.train(
             settings.trainer, model, data, placement, run_callbacks,
             steps_per_execution=steps_per_execution, seed=settings.seed, end_epoch=end_epoch,
@@ -148,15 +149,14 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
 
 def _phases(settings: Settings) -> list[tuple[int, int]]:
     """(phase, the epoch it ends at): the head alone, then fine-tuning."""
-    trainer_settings = settings.trainer
-    return [(1, trainer_settings.epochs)] + ([(2, trainer_settings.total_epochs)] if trainer_settings.fine_tune else [])
+    epochs = settings.trainer
+    return [(1, epochs.epochs)] + ([(2, epochs.total_epochs)] if epochs.fine_tunes else [])
 
 
 def _start_fine_tuning(settings: Settings, model: keras.Model, data: Dataset, placement: device.Placement) -> None:
     """Unfreeze the backbone and compile again with a fresh optimizer of the configured kind at the fine-tuning rate
     (its schedule, if any, over the fine-tuning epochs), as Keras's guide does."""
     fine_tune = settings.trainer.fine_tune
-    assert fine_tune is not None
     unfrozen = unfreeze(model, fine_tune)
     with placement.scope():
         optimizer = build_optimizer(settings.optimizer.model_copy(update={"learning_rate": fine_tune.learning_rate}),
@@ -172,7 +172,9 @@ def _trainable_parameters(model: keras.Model) -> int:
 
 def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_dir: Path) -> Evaluation:
     if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
-        model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
+        with warnings.catch_warnings():  # a best epoch of phase 1 has the head's optimizer: only weights are tested
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
     return evaluate_model(model, data, settings.trainer.batch_size)
 
 
@@ -214,12 +216,12 @@ def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_d
         raise PipelineError(f"resume={settings.resume}: that run has no last checkpoint to continue from")
     state = checkpoints.TrainingState.read(checkpoint_dir)
     if state.epochs_done >= settings.trainer.total_epochs:
-        more = ("trainer.fine_tune.epochs" if settings.trainer.fine_tune else "trainer.epochs")
+        more = "trainer.fine_tune.epochs" if settings.trainer.fine_tunes else "trainer.epochs"
         raise PipelineError(
             f"resume={settings.resume}: the run already trained {state.epochs_done} epoch(s); "
             f"raise {more} so that the run has more than {state.epochs_done} to continue it"
         )
-    if state.phase == 2 and (settings.trainer.fine_tune is None or state.epochs_done < settings.trainer.epochs):
+    if state.phase == 2 and (not settings.trainer.fine_tunes or state.epochs_done < settings.trainer.epochs):
         raise PipelineError(f"resume={settings.resume}: that run was fine-tuning its backbone at epoch "
                             f"{state.epochs_done + 1}; resume it with its trainer.fine_tune and trainer.epochs")
     return state
@@ -230,7 +232,6 @@ def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, pl
     with placement.scope():
         if state.started:
             if state.phase == 2:  # killed while fine-tuning: the checkpoint's optimizer covers the unfrozen layers
-                assert settings.trainer.fine_tune is not None
                 unfreeze(model, settings.trainer.fine_tune)
             _resume_into(model, checkpoint_dir / checkpoints.LAST, state.precision, settings, placement)
             return model

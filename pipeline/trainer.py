@@ -46,7 +46,7 @@ class EpochStats(keras.callbacks.Callback):
             learning_rate, epoch_time, phase = EPOCH_STATS
             logs[learning_rate] = current_learning_rate(self.model.optimizer)
             logs[epoch_time] = time.perf_counter() - self._started
-            if self.settings.fine_tune is not None:
+            if self.settings.fine_tunes:
                 logs[phase] = float(self.settings.phase(epoch))
 
 

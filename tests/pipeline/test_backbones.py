@@ -160,10 +160,10 @@ def wrong_weights_file(path):
     ("no such weights file", ["model.weights=/nonexistent/backbone.weights.h5"],
      "error: model.weights=/nonexistent/backbone.weights.h5: no such file"),
     ("wrong weights file", ["model.weights={wrong}"], "error: model.weights={wrong}: not weights of MobileNetV3Small"),
-    ("no rate", ["+trainer.fine_tune={epochs: 1, learning_rate: 0}"],
+    ("no rate", ["trainer.fine_tune.epochs=1", "trainer.fine_tune.learning_rate=0"],
      "error: trainer.fine_tune.learning_rate=0: input should be greater than 0"),
-    ("nothing to unfreeze", ["model.freeze=false", "+trainer.fine_tune={epochs: 1}"],
-     "error: trainer.fine_tune needs a frozen backbone to unfreeze"),
+    ("nothing to unfreeze", ["model.freeze=false", "trainer.fine_tune.epochs=1"],
+     "error: trainer.fine_tune.epochs=1 needs a frozen backbone to unfreeze"),
 ])
 def test_bad_pretrained_input_is_one_line_exit_2_and_no_run(tmp_path, mlflow_store, case, overrides, expected):
     wrong = wrong_weights_file(tmp_path / "dense.weights.h5")
