@@ -174,15 +174,15 @@ def train(
     *,
     steps_per_execution: int,
     seed: int,
-    end_epoch: int,
+    end_epoch: int | None = None,
     initial_epoch: int = 0,
     initial_step: int = 0,
     earlier_history: Mapping[str, list[float]] | None = None,
     augment: keras.Sequential | None = None,
 ) -> dict[str, list[float]]:
     """Train a compiled model from `initial_epoch` (its first `initial_step` steps already trained: a run resumed
-    inside it) up to `end_epoch` (a phase's end), `steps_per_execution` steps per compiled call; callbacks see every
-    epoch's logs.
+    inside it) up to `end_epoch` (a phase's end; by default `settings.epochs`), `steps_per_execution` steps per
+    compiled call; callbacks see every epoch's logs.
     Returns the run's per-epoch logs (Keras's History): `earlier_history`, a resumed run's first `initial_epoch`
     epochs, then this call's. A SIGTERM stops it between two calls (KeyboardInterrupt). An image file that fails to
     decode mid-epoch ends it with a one-line error naming the file (the last checkpoint stays)."""
@@ -202,7 +202,7 @@ def train(
             history = TRAINERS[settings.name](
                 settings=settings, model=model, train_batches=train_batches, val_batches=val_batches,
                 placement=placement, callbacks=[*callbacks, StopOnRequest(placement)], initial_epoch=initial_epoch,
-                end_epoch=end_epoch, resumed_batches=resumed_batches,
+                end_epoch=settings.epochs if end_epoch is None else end_epoch, resumed_batches=resumed_batches,
             )
         except tf.errors.InvalidArgumentError:
             bad = data.image_files and (inputs.undecodable_file(data, data.train)
