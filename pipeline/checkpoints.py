@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
@@ -41,6 +41,9 @@ class TrainingState:
     metric_state: list[Any] = field(default_factory=list)
     # The dtype policy the checkpoints were saved under (device.precision resolved); see core._resume_into.
     precision: str = "float32"
+    # The phase last.keras was trained in (trainer.fine_tune: 2 once the backbone is unfrozen): its trainable layers
+    # and its optimizer are that phase's.
+    phase: int = 1
 
     @property
     def started(self) -> bool:
@@ -71,12 +74,14 @@ def _seed_states(variables: list[keras.Variable]) -> list[keras.Variable]:
 
 
 def checkpoint_callbacks(
-    checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState, augment: keras.Model | None = None
+    checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState, augment: keras.Model | None = None,
+    phase_of: Callable[[int], int] = lambda epoch: 1,
 ) -> list[keras.callbacks.Callback]:
-    """Save the last model, the best one by the monitored metric, and the state file, every epoch. `state`, what the
-    run resumed from (empty for a new run), is not changed: the writer continues a copy of it."""
+    """Save the last model, the best one by the monitored metric (from either phase), and the state file, every
+    epoch. `state`, what the run resumed from (empty for a new run), is not changed: the writer continues a copy of
+    it. `phase_of(epoch)`: the training phase of an epoch (TrainerSettings.phase)."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    return [_CheckpointWriter(checkpoint_dir, settings, state, augment)]
+    return [_CheckpointWriter(checkpoint_dir, settings, state, augment, phase_of)]
 
 
 class _CheckpointWriter(keras.callbacks.Callback):
@@ -88,17 +93,20 @@ class _CheckpointWriter(keras.callbacks.Callback):
     the steps the call's epoch has run in this process, which start after the resumed steps in a resumed epoch."""
 
     def __init__(self, checkpoint_dir: Path, settings: CheckpointSettings, state: TrainingState,
-                 augment: keras.Model | None):
+                 augment: keras.Model | None, phase_of: Callable[[int], int]):
         super().__init__()
         self.checkpoint_dir = checkpoint_dir
         self.settings = settings
         self.state = copy.deepcopy(state)
         self.augment = augment
+        self.phase_of = phase_of
+        self._epoch = state.epochs_done
         self._resumed_steps = self._saved_step = 0
         self._saved_at = time.monotonic()
         self._augment_at_epoch_start: list[list[int]] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
         # The state says steps of this epoch only when the run resumes inside it (an epoch's end resets them).
         self._resumed_steps = self._saved_step = self.state.epoch_steps if epoch == self.state.epochs_done else 0
         self._saved_at = time.monotonic()
@@ -135,6 +143,7 @@ class _CheckpointWriter(keras.callbacks.Callback):
 
     def _write_state(self, random_state: list[list[int]]) -> None:
         self.state.precision = self.model.dtype_policy.name
+        self.state.phase = self.phase_of(self._epoch)
         self.state.random_state = random_state
         _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from pipeline.backbones import backbone_named
 from pipeline.imports import find_object
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -159,19 +160,57 @@ class PythonModel(ModelBase):
         return self
 
 
+IMAGENET = "imagenet"
+
+
+class PretrainedModel(ModelBase):
+    """A keras.applications backbone (its own input preprocessing in front) under the pipeline's head: global average
+    pooling, dropout (`model.dropout`), the softmax output."""
+
+    backbone: str  # a keras.applications constructor: MobileNetV3Small, EfficientNetV2B0, ResNet50V2, Xception, ...
+    weights: str | None = IMAGENET  # imagenet, null (random), or a weights file of this backbone
+    freeze: bool = True  # the backbone's weights stay fixed (trainer.fine_tune unfreezes them later)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        backbone_named(value)
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _imagenet_none_or_a_file(cls, value: str | None) -> str | None:
+        if value in (None, IMAGENET) or Path(value).expanduser().is_file():
+            return value
+        raise ValueError(f"model.weights={value}: no such file; allowed: imagenet, null or the path of a weights "
+                         "file of the backbone (e.g. saved with backbone.save_weights('backbone.weights.h5'))")
+
+    @field_validator("input_scale")
+    @classmethod
+    def _backbone_scales(cls, value: float) -> float:
+        if value != 1.0:
+            raise ValueError(f"model.input_scale={value}: model=pretrained takes only 1.0; the backbone's own "
+                             "preprocessing scales the pixels as its weights expect")
+        return value
+
+
 def _model_kind(value: Any) -> str:
-    """mlp has its own schema, a model with a builder is Python code; any other is a layer list (small_cnn, layers)."""
+    """mlp has its own schema, a model with a builder is Python code, one with a backbone a pretrained network; any
+    other is a layer list (small_cnn, layers)."""
     def get(key: str) -> Any:
         return value.get(key) if isinstance(value, dict) else getattr(value, key, None)
 
     if get("name") == "mlp":
         return "mlp"
+    if get("name") == "pretrained" or get("backbone") is not None:
+        return "pretrained"
     return "python" if get("name") == "python" or get("builder") is not None else "layers"
 
 
 ModelSettings = Annotated[
     Union[
-        Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")], Annotated[LayersModel, Tag("layers")]
+        Annotated[MlpModel, Tag("mlp")], Annotated[PythonModel, Tag("python")],
+        Annotated[PretrainedModel, Tag("pretrained")], Annotated[LayersModel, Tag("layers")],
     ],
     Discriminator(_model_kind),
 ]
@@ -223,10 +262,10 @@ OptimizerSettings = Annotated[
 # --- trainer ----------------------------------------------------------------------------------
 
 # What both trainers log each epoch: the compiled loss and metrics (trainer.LOSS, trainer.METRICS) on training and
-# validation data, and the two figures trainer.EpochStats adds.
+# validation data, and the figures trainer.EpochStats adds (`phase` only when trainer.fine_tune adds a second one).
 EpochMetric = Literal["loss", "accuracy", "val_loss", "val_accuracy"]
 EPOCH_METRICS: tuple[str, ...] = get_args(EpochMetric)
-EPOCH_STATS = ("learning_rate", "epoch_time")
+EPOCH_STATS = ("learning_rate", "epoch_time", "phase")
 # What every run's model costs (pipeline/costs.py measures them after training; logged as metrics).
 COST_METRICS: tuple[str, ...] = ("params", "model_size_mb", "latency_ms", "train_seconds")
 
@@ -274,16 +313,48 @@ class EarlyStoppingSettings(Schema):
     min_delta: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+class FineTuneSettings(Schema):
+    """The second phase of a run (model=pretrained): after trainer.epochs on the head, the backbone is unfrozen and
+    the whole model trained on at a low learning rate, with a fresh optimizer of the configured kind."""
+
+    epochs: Annotated[int, Field(ge=0)] = 0  # 0: no second phase
+    learning_rate: LearningRate = 1e-5
+    unfreeze: PositiveInt | Literal["all"] = "all"  # all of the backbone's layers, or its last K
+
+    @field_validator("unfreeze", mode="before")
+    @classmethod
+    def _all_or_count(cls, value: Any) -> Any:
+        if value == "all" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"trainer.fine_tune.unfreeze={value!r}: allowed: all or a positive number of layers "
+                         "(the backbone's last K)")
+
+
 class TrainerSettings(Schema):
     name: Literal["fit", "custom"]
-    epochs: PositiveInt
+    epochs: PositiveInt  # with fine_tune: the first phase's (the head on the frozen backbone)
     batch_size: PositiveInt
+    fine_tune: FineTuneSettings = FineTuneSettings()
     verbose: Literal[0, 1, 2] = 1
     checkpoint: CheckpointSettings = CheckpointSettings()
     early_stopping: EarlyStoppingSettings = EarlyStoppingSettings()
     terminate_on_nan: bool = True
     steps_per_execution: PositiveInt | Literal["auto"] = "auto"  # training steps per compiled call
     jit_compile: bool | Literal["auto"] = "auto"  # XLA; auto: only on a GPU
+
+    @property
+    def total_epochs(self) -> int:
+        """Both phases' epochs: the run's last epoch number."""
+        return self.epochs + self.fine_tune.epochs
+
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether the run has a second phase (trainer.fine_tune.epochs > 0)."""
+        return self.fine_tune.epochs > 0
+
+    def phase(self, epoch: int) -> int:
+        """The phase (1, or 2 when fine-tuning) that trains `epoch` (counted from 0)."""
+        return 2 if self.fine_tunes and epoch >= self.epochs else 1
 
     @field_validator("steps_per_execution", mode="before")
     @classmethod
@@ -366,6 +437,15 @@ class Settings(Schema):
         if self.resume == RESUME_LAST and self.device.name == "multi_worker":
             raise ValueError("resume=last cannot run with device=multi_worker: every worker must continue the same "
                              "run; give its id (resume=<run id>)")
+        return self
+
+    @model_validator(mode="after")
+    def _fine_tune_needs_a_frozen_backbone(self) -> "Settings":
+        if self.trainer.fine_tunes and not (isinstance(self.model, PretrainedModel) and self.model.freeze):
+            raise ValueError(f"trainer.fine_tune.epochs={self.trainer.fine_tune.epochs} needs a frozen backbone to "
+                             "unfreeze (model=pretrained, "
+                             f"model.freeze=true); got model={self.model.name}"
+                             + (", model.freeze=false" if isinstance(self.model, PretrainedModel) else ""))
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +25,7 @@ from pipeline.config import Settings
 from pipeline.costs import measure_costs
 from pipeline.data import Dataset, load_data
 from pipeline.errors import PipelineError
-from pipeline.model import build_model
+from pipeline.model import build_model, unfreeze
 from pipeline.optimizer import build_optimizer
 from pipeline.scoring import Evaluation, evaluate_model
 
@@ -119,29 +120,69 @@ def _log_inputs(tracker: tracking.RunTracker, settings: Settings, data: Dataset,
 def _train(settings: Settings, model: keras.Model, data: Dataset, placement: device.Placement, *,
            state: checkpoints.TrainingState, augment: keras.Model | None, tracker: tracking.RunTracker,
            callbacks: Sequence[keras.callbacks.Callback], checkpoint_dir: Path) -> dict[str, list[float]]:
-    """Train from where `state` stopped (epoch 0 for a new run); the whole run's per-epoch history."""
+    """Train from where `state` stopped (epoch 0 for a new run) through each phase (the head, then fine-tuning when
+    trainer.fine_tune asks); the whole run's per-epoch history. The callbacks span the phases: the epochs, the
+    metrics' steps and the best checkpoint continue across them."""
     run_callbacks = trainer.training_callbacks(
         settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *callbacks], augment,
     )
     state.restore_random_state(model, augment)
-    steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
-    tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved
-    print(f"Training {model.name} ({model.count_params():,} parameters) {placement.describe()}, "
-          f"trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
-          f"epochs {state.epochs_done + 1}..{settings.trainer.epochs}"
-          + (f", epoch {state.epochs_done + 1} from step {state.epoch_steps + 1}" if state.epoch_steps else ""))
-    history = trainer.train(
-        settings.trainer, model, data, placement, run_callbacks,
-        steps_per_execution=steps_per_execution, seed=settings.seed, initial_epoch=state.epochs_done,
-        initial_step=state.epoch_steps, earlier_history=state.history, augment=augment,
-    )
-    _check_finite(history)
+    history, first_epoch, first_step = state.history, state.epochs_done, state.epoch_steps
+    model_phase = state.phase if state.started else 1  # whose trainable layers and optimizer the model has
+    for phase, end_epoch in _phases(settings):
+        if end_epoch <= first_epoch:
+            continue
+        if phase > model_phase:
+            _start_fine_tuning(settings, model, data, placement)
+            model_phase = phase
+        steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
+        tracker.log_tags({"steps_per_execution": str(steps_per_execution)})  # auto, resolved (the last phase's)
+        print(f"Training {model.name} ({model.count_params():,} parameters"
+              + (f", {_trainable_parameters(model):,} trainable" if settings.trainer.fine_tunes else "")
+              + f") {placement.describe()}, trainer={settings.trainer.name}, {steps_per_execution} steps per call, "
+              f"epochs {first_epoch + 1}..{end_epoch}"
+              + (f", epoch {first_epoch + 1} from step {first_step + 1}" if first_step else "")
+              + (f" (phase {phase} of 2)" if settings.trainer.fine_tunes else ""))
+        history = trainer.train(
+            settings.trainer, model, data, placement, run_callbacks,
+            steps_per_execution=steps_per_execution, seed=settings.seed, end_epoch=end_epoch,
+            initial_epoch=first_epoch, initial_step=first_step, earlier_history=history, augment=augment,
+        )
+        _check_finite(history)
+        if model.stop_training:  # early stopping (or a callback) ends the run, in either phase
+            break
+        first_epoch, first_step = end_epoch, 0
     return history
+
+
+def _phases(settings: Settings) -> list[tuple[int, int]]:
+    """(phase, the epoch it ends at): the head alone, then fine-tuning."""
+    epochs = settings.trainer
+    return [(1, epochs.epochs)] + ([(2, epochs.total_epochs)] if epochs.fine_tunes else [])
+
+
+def _start_fine_tuning(settings: Settings, model: keras.Model, data: Dataset, placement: device.Placement) -> None:
+    """Unfreeze the backbone and compile again with a fresh optimizer of the configured kind at the fine-tuning rate
+    (its schedule, if any, over the fine-tuning epochs), as Keras's guide does."""
+    fine_tune = settings.trainer.fine_tune
+    unfrozen = unfreeze(model, fine_tune)
+    with placement.scope():
+        optimizer = build_optimizer(settings.optimizer.model_copy(update={"learning_rate": fine_tune.learning_rate}),
+                                    trainer.steps_in_epoch(data, settings.trainer.batch_size), fine_tune.epochs)
+        trainer.compile_model(settings.trainer, model, optimizer, placement)
+    print(f"Fine-tuning: {unfrozen} of the backbone's layers unfrozen, a fresh {settings.optimizer.name} at "
+          f"learning rate {fine_tune.learning_rate:g}")
+
+
+def _trainable_parameters(model: keras.Model) -> int:
+    return sum(int(math.prod(variable.shape)) for variable in model.trainable_variables)
 
 
 def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_dir: Path) -> Evaluation:
     if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
-        model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
+        with warnings.catch_warnings():  # a best epoch of phase 1 has the head's optimizer: only weights are tested
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
     # One step per predict call, whatever training used: Keras unrolls a predict call's steps into its graph (fit and
     # evaluate loop over them), so its trace grows with them and outweighs the calls it saves.
     model.steps_per_execution = 1
@@ -188,11 +229,15 @@ def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_d
     if not tracker.fetch_checkpoints(checkpoint_dir) or not (checkpoint_dir / checkpoints.LAST).exists():
         raise PipelineError(f"resume={settings.resume}: that run has no last checkpoint to continue from")
     state = checkpoints.TrainingState.read(checkpoint_dir)
-    if state.epochs_done >= settings.trainer.epochs:
+    if state.epochs_done >= settings.trainer.total_epochs:
+        more = "trainer.fine_tune.epochs" if settings.trainer.fine_tunes else "trainer.epochs"
         raise PipelineError(
             f"resume={settings.resume}: the run already trained {state.epochs_done} epoch(s); "
-            f"raise trainer.epochs above {state.epochs_done} to continue it"
+            f"raise {more} so that the run has more than {state.epochs_done} to continue it"
         )
+    if state.phase == 2 and (not settings.trainer.fine_tunes or state.epochs_done < settings.trainer.epochs):
+        raise PipelineError(f"resume={settings.resume}: that run was fine-tuning its backbone at epoch "
+                            f"{state.epochs_done + 1}; resume it with its trainer.fine_tune and trainer.epochs")
     return state
 
 
@@ -200,6 +245,8 @@ def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, pl
                     state: checkpoints.TrainingState, checkpoint_dir: Path) -> keras.Model:
     with placement.scope():
         if state.started:
+            if state.phase == 2:  # killed while fine-tuning: the checkpoint's optimizer covers the unfrozen layers
+                unfreeze(model, settings.trainer.fine_tune)
             _resume_into(model, checkpoint_dir / checkpoints.LAST, state.precision, settings, placement)
             return model
         steps_per_epoch = trainer.steps_in_epoch(data, settings.trainer.batch_size)

@@ -27,8 +27,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import cluster
+from pipeline.backbones import check_backbone
 from pipeline.compose import compose_config, hydra_on_conf, validate
-from pipeline.config import MlflowTracking, Settings, TrackingSettings
+from pipeline.config import MlflowTracking, PretrainedModel, Settings, TrackingSettings
 from pipeline.credentials import redact_files
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
@@ -80,10 +81,13 @@ def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
 
 
 def check_environment(settings: Settings) -> None:
-    """What a checked config needs before any TensorFlow work starts: its data, its cluster, its tracking store."""
+    """What a checked config needs before any TensorFlow work starts: its data, a pretrained backbone's image size
+    and weights, its cluster, its tracking store."""
     from pipeline.data import load_data  # NumPy and the readers: not before the configs are checked
 
-    load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
+    data = load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
+    if isinstance(settings.model, PretrainedModel):
+        check_backbone(settings.model.backbone, settings.model.weights, data.input_shape)
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG
     if isinstance(settings.tracking, MlflowTracking):

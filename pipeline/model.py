@@ -9,9 +9,19 @@ wrong number of outputs) is a one-line error naming the layer, and no MLflow run
 from __future__ import annotations
 
 import difflib
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import LayersModel, MlpModel, ModelSettings, PythonModel
+from pipeline import backbones
+from pipeline.config import (
+    IMAGENET,
+    FineTuneSettings,
+    LayersModel,
+    MlpModel,
+    ModelSettings,
+    PretrainedModel,
+    PythonModel,
+)
 from pipeline.errors import PipelineError, one_line
 from pipeline.imports import import_object
 
@@ -43,6 +53,8 @@ def build_model(settings: ModelSettings, input_shape: tuple[int, int, int], num_
     probabilities. One-line PipelineError for anything that does not build."""
     import keras
 
+    if isinstance(settings, PretrainedModel):
+        return _pretrained(settings, input_shape, num_classes)
     if isinstance(settings, PythonModel):
         network = _call_builder(settings, input_shape, num_classes)
         if settings.input_scale == 1.0:
@@ -52,9 +64,84 @@ def build_model(settings: ModelSettings, input_shape: tuple[int, int, int], num_
     inputs, features = _image_input(settings, input_shape)
     for index, (name, arguments) in enumerate(layer_specs(settings)):
         features = _apply(_make_layer(name, arguments, index, settings), features, index, settings, input_shape)
+    return keras.Model(inputs, _output(features, num_classes), name=settings.name)
+
+
+def _output(features, num_classes: int):
+    import keras
+
     # float32 output under mixed precision too (bfloat16 or float16), so the softmax and the loss stay stable.
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(features)
-    return keras.Model(inputs, outputs, name=settings.name)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(features)
+
+
+def _pretrained(settings: PretrainedModel, input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """[0, 1] images -> 3 channels -> 0..255 -> the backbone module's own preprocess_input (its ImageNet weights'
+    scaling: [-1, 1], caffe's BGR means, or nothing where the backbone has its preprocessing built in) -> the
+    backbone -> global average pooling, dropout, softmax. A pretrained backbone runs in inference mode
+    (training=False), so its BatchNorm statistics stay as trained, also once fine-tuning unfreezes it."""
+    import keras
+
+    backbones.check_backbone(settings.backbone, settings.weights, input_shape)
+    height, width, channels = input_shape
+    inputs = keras.Input(shape=input_shape, name="image")
+    pixels = inputs
+    if channels == 1:
+        print(f"model=pretrained: grayscale images are repeated to 3 channels for {settings.backbone}")
+        pixels = keras.layers.Concatenate(name="gray_to_rgb")([inputs] * 3)
+    pixels = keras.layers.Rescaling(255.0, name="to_0_255")(pixels)
+    application = getattr(keras.applications, backbones.BACKBONES[settings.backbone].module)
+    backbone = _backbone(settings, (height, width, 3))
+    backbone.trainable = not settings.freeze
+    pretrained = settings.weights is not None
+    features = backbone(application.preprocess_input(pixels), training=False if pretrained else None)
+    features = keras.layers.GlobalAveragePooling2D(name="pooling")(features)
+    if settings.dropout > 0:
+        features = keras.layers.Dropout(settings.dropout, name="dropout")(features)
+    return keras.Model(inputs, _output(features, num_classes), name=f"{settings.name}_{backbone.name}")
+
+
+def _backbone(settings: PretrainedModel, input_shape: tuple[int, int, int]) -> keras.Model:
+    import keras
+
+    constructor = getattr(keras.applications, settings.backbone)
+    try:
+        # A file of another network fails with a warning per layer before its error: one line says it instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backbone = constructor(include_top=False, weights=settings.weights, input_shape=input_shape)
+        for warning in caught:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        return backbone
+    except Exception as error:  # noqa: BLE001 - a download, an h5 file or a shape mismatch: many error types
+        if settings.weights == IMAGENET:
+            file_name, url = backbones.imagenet_file(settings.backbone, input_shape)
+            where = backbones.keras_home() / "models" / file_name
+            raise PipelineError(f"model.weights=imagenet: {settings.backbone} could not load {file_name} "
+                                f"({one_line(error)}); download {url} and put it at {where}") from None
+        if settings.weights is not None:
+            raise PipelineError(f"model.weights={settings.weights}: not weights of {settings.backbone} (include_top="
+                                f"False, {input_shape[0]}x{input_shape[1]}x3): {one_line(error)}") from None
+        raise PipelineError(f"model.backbone={settings.backbone} cannot take {input_shape} inputs: "
+                            f"{one_line(error)}") from None
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The keras.applications network inside a model=pretrained model (its one nested model)."""
+    import keras
+
+    (backbone,) = (layer for layer in model.layers if isinstance(layer, keras.Model))
+    return backbone
+
+
+def unfreeze(model: keras.Model, fine_tune: FineTuneSettings) -> int:
+    """Make the backbone's layers trainable, all or the last `unfreeze` (more than it has: all); the number of layers
+    unfrozen. The model must be compiled again for it to count."""
+    backbone = backbone_of(model)
+    backbone.trainable = True
+    count = len(backbone.layers) if fine_tune.unfreeze == "all" else min(fine_tune.unfreeze, len(backbone.layers))
+    for index, layer in enumerate(backbone.layers):  # each one: the setter need not reach a functional's layers
+        layer.trainable = index >= len(backbone.layers) - count
+    return count
 
 
 def _image_input(settings: ModelSettings, input_shape: tuple[int, int, int]) -> tuple[Any, Any]:

@@ -31,16 +31,23 @@ CLUSTER_STEPS_PER_EXECUTION = 16  # auto on device=multi_worker: a SIGTERM still
 PROBE_STEPS, PROBE_SECONDS = 10, 0.2  # at most, for auto's timing probe (after one step that traces)
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds `learning_rate` and `epoch_time` to the epoch logs; runs first, so every later callback sees them."""
+    """Adds `learning_rate`, `epoch_time` and, in a run that fine-tunes, its `phase` (1 on the head, 2 fine-tuning)
+    to the epoch logs; runs first, so every later callback sees them."""
+
+    def __init__(self, settings: TrainerSettings):
+        super().__init__()
+        self.settings = settings
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
-            learning_rate, epoch_time = EPOCH_STATS
+            learning_rate, epoch_time, phase = EPOCH_STATS
             logs[learning_rate] = current_learning_rate(self.model.optimizer)
             logs[epoch_time] = time.perf_counter() - self._started
+            if self.settings.fine_tunes:
+                logs[phase] = float(self.settings.phase(epoch))
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -80,7 +87,7 @@ def training_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """Every run's callbacks, in order: epoch stats, stop on NaN, optional early stopping, checkpoints, then
     `extra` (tracking, a sweep's pruning), so that these see the epoch logs the first ones completed."""
-    callbacks: list[keras.callbacks.Callback] = [EpochStats()]
+    callbacks: list[keras.callbacks.Callback] = [EpochStats(settings)]
     if settings.terminate_on_nan:
         callbacks.append(StopOnNaN())
     stopping = settings.early_stopping
@@ -90,7 +97,8 @@ def training_callbacks(
                 monitor=stopping.monitor, mode=stopping.mode, patience=stopping.patience, min_delta=stopping.min_delta
             )
         )
-    return [*callbacks, *checkpoint_callbacks(checkpoint_dir, settings.checkpoint, state, augment), *extra]
+    return [*callbacks, *checkpoint_callbacks(checkpoint_dir, settings.checkpoint, state, augment, settings.phase),
+            *extra]
 
 
 def compile_model(settings: TrainerSettings, model: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -129,8 +137,9 @@ _probed: dict[tuple, float] = {}
 
 
 def _step_seconds(model: keras.Model, data: Dataset, batch_size: int) -> float:
-    key = (model.count_params(), len(model.layers), data.input_shape, batch_size, type(model.optimizer).__name__,
-           bool(model.jit_compile), model.distribute_strategy.num_replicas_in_sync, model.dtype_policy.name)
+    key = (model.count_params(), len(model.layers), len(model.trainable_variables), data.input_shape, batch_size,
+           type(model.optimizer).__name__, bool(model.jit_compile), model.distribute_strategy.num_replicas_in_sync,
+           model.dtype_policy.name)
     if key not in _probed:
         _probed[key] = _probe_step_seconds(model, data, batch_size)
     return _probed[key]
@@ -165,13 +174,15 @@ def train(
     *,
     steps_per_execution: int,
     seed: int,
+    end_epoch: int | None = None,
     initial_epoch: int = 0,
     initial_step: int = 0,
     earlier_history: Mapping[str, list[float]] | None = None,
     augment: keras.Sequential | None = None,
 ) -> dict[str, list[float]]:
     """Train a compiled model from `initial_epoch` (its first `initial_step` steps already trained: a run resumed
-    inside it) to `settings.epochs`, `steps_per_execution` steps per compiled call; callbacks see every epoch's logs.
+    inside it) up to `end_epoch` (a phase's end; by default `settings.epochs`), `steps_per_execution` steps per
+    compiled call; callbacks see every epoch's logs.
     Returns the run's per-epoch logs (Keras's History): `earlier_history`, a resumed run's first `initial_epoch`
     epochs, then this call's. A SIGTERM stops it between two calls (KeyboardInterrupt). An image file that fails to
     decode mid-epoch ends it with a one-line error naming the file (the last checkpoint stays)."""
@@ -191,7 +202,7 @@ def train(
             history = TRAINERS[settings.name](
                 settings=settings, model=model, train_batches=train_batches, val_batches=val_batches,
                 placement=placement, callbacks=[*callbacks, StopOnRequest(placement)], initial_epoch=initial_epoch,
-                resumed_batches=resumed_batches,
+                end_epoch=settings.epochs if end_epoch is None else end_epoch, resumed_batches=resumed_batches,
             )
         except tf.errors.InvalidArgumentError:
             bad = data.image_files and (inputs.undecodable_file(data, data.train)
@@ -205,7 +216,7 @@ def train(
     return {key: [*earlier.get(key, []), *history.get(key, [])] for key in {**earlier, **history}}
 
 
-def _fit(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch,
+def _fit(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch, end_epoch,
          resumed_batches) -> dict[str, list[float]]:
     def fit(batches: tf.data.Dataset, first_epoch: int, end_epoch: int) -> dict[str, list[float]]:
         steps = int(batches.cardinality())
@@ -229,17 +240,17 @@ def _fit(*, settings, model, train_batches, val_batches, placement, callbacks, i
         # (callbacks see a second on_train_begin, which Keras's own callbacks allow for).
         history = fit(resumed_batches, initial_epoch, initial_epoch + 1)
         initial_epoch += 1
-        if model.stop_training or initial_epoch == settings.epochs:
+        if model.stop_training or initial_epoch == end_epoch:
             return history
-    rest = fit(train_batches, initial_epoch, settings.epochs)
+    rest = fit(train_batches, initial_epoch, end_epoch)
     return {key: [*history.get(key, []), *rest.get(key, [])] for key in {**history, **rest}}
 
 
-def _custom(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch,
+def _custom(*, settings, model, train_batches, val_batches, placement, callbacks, initial_epoch, end_epoch,
             resumed_batches) -> dict[str, list[float]]:
     return GradientTapeLoop(model, placement.strategy, train_batches, val_batches).fit(
         train_batches, val_batches, settings=settings, callbacks=callbacks, initial_epoch=initial_epoch,
-        resumed_batches=resumed_batches,
+        end_epoch=end_epoch, resumed_batches=resumed_batches,
     )
 
 
@@ -334,9 +345,9 @@ class GradientTapeLoop:
         return results
 
     def fit(self, train_batches, val_batches, *, settings: TrainerSettings, callbacks, initial_epoch: int,
-            resumed_batches: tf.data.Dataset | None = None) -> dict[str, list[float]]:
-        """Train from `initial_epoch`, whose batches are `resumed_batches` when given (the rest of an epoch a run
-        resumes inside); returns this call's per-epoch logs, as model.fit's History has them."""
+            end_epoch: int, resumed_batches: tf.data.Dataset | None = None) -> dict[str, list[float]]:
+        """Train from `initial_epoch` up to `end_epoch`; the first one's batches are `resumed_batches` when given (the
+        rest of an epoch a run resumes inside); returns this call's per-epoch logs, as model.fit's History has them."""
         steps = self.epoch_steps
         # Across workers, each takes its share of every global batch (the row dataset has no files to shard).
         sharding = tf.data.Options()
@@ -351,12 +362,12 @@ class GradientTapeLoop:
         val_batches = self.strategy.experimental_distribute_dataset(val_batches)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=settings.verbose != 0, model=self.model,
-            verbose=settings.verbose, epochs=settings.epochs, steps=steps if steps > 0 else None,
+            verbose=settings.verbose, epochs=end_epoch, steps=steps if steps > 0 else None,
         )
         self.model.stop_training = False
         callback_list.on_train_begin()
         logs: dict[str, float] = {}
-        for epoch in range(initial_epoch, settings.epochs):
+        for epoch in range(initial_epoch, end_epoch):
             self.model.reset_metrics()  # before the callbacks, as in fit: a resumed epoch's writer restores them
             callback_list.on_epoch_begin(epoch)
             resumed = epoch == initial_epoch and resumed_batches is not None

@@ -33,7 +33,8 @@ def work(sweep: SweepContext, slot: WorkerSlot) -> None:
     configs = TrialConfigs(
         sweep.pipeline_overrides, slot.overrides(device.intra_op_threads, device.inter_op_threads)
     )
-    study = open_study(settings, sweep.storage, pruner=make_pruner(settings, sweep.pipeline_settings.trainer.epochs))
+    epochs = sweep.pipeline_settings.trainer.total_epochs
+    study = open_study(settings, sweep.storage, pruner=make_pruner(settings, epochs))
     study.sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(study)))
     runner = TrialRunner(
         settings.params, configs, settings.goals, settings.constraints, sweep.trials_dir, settings.trial_artifacts,

@@ -36,7 +36,8 @@ NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not wh
 # A resumed run may differ from the original only in these (longer training, another machine, tracking options).
 # Settings that change how fast or where a run trains, not what it learns.
 RESUMABLE_CHANGES = (
-    "trainer.epochs", "trainer.verbose", "trainer.steps_per_execution", "trainer.jit_compile", "device.", "tracking.",
+    "trainer.epochs", "trainer.fine_tune.epochs", "trainer.verbose", "trainer.steps_per_execution",
+    "trainer.jit_compile", "device.", "tracking.",
 )
 RESUMABLE_STATUSES = (KILLED, FAILED)
 ERROR_TAG_LENGTH = 500

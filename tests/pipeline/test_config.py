@@ -14,7 +14,8 @@ REQUIRED = {"data=npz": ["data.path=x.npz"], "data=images": ["data.path=folder"]
             "tracking=server": ["tracking.uri=http://127.0.0.1:1"],
             "model=python": ["model.builder=pipeline.model:build_model"],  # validation only finds the module
             "device=multi_worker": ["trainer=custom"],  # model.fit cannot run on it
-            "experiment=images_from_scratch": ["data.path=folder"]}
+            "experiment=images_from_scratch": ["data.path=folder"],
+            "experiment=transfer_learning": ["data.path=folder"]}
 
 
 def options(group: str) -> list[str]:

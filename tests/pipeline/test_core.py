@@ -270,3 +270,47 @@ def test_a_run_killed_inside_an_epoch_resumes_inside_it_and_trains_the_uninterru
     assert sorted(point.step for point in client.get_metric_history(run.info.run_id, "val_accuracy")) == [1, 2]
     steps_per_epoch = len(load_data(validate(compose(*overrides)).data).train)  # one image a step
     assert optimizer_steps(tmp_path / "b") == 2 * steps_per_epoch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["fit", "custom"])
+def test_a_fine_tuning_run_logs_both_phases_and_resumes_a_kill_in_phase_2_there(
+        compose, mlflow_store, tmp_path, capsys, trainer):
+    from pipeline.model import backbone_of
+    from tests.pipeline.test_backbones import digits_npz
+
+    weights = tmp_path / "backbone.weights.h5"  # "pretrained" weights: the backbone runs with training=False
+    keras.applications.MobileNetV3Small(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
+    # 1 epoch on the head, then 2 fine-tuning the last 20 layers; killed before step 3 of the last epoch.
+    overrides = ["model=pretrained", f"model.weights={weights}", "data=npz",
+                 f"data.path={digits_npz(tmp_path / 'digits.npz', count=96)}", f"trainer={trainer}",
+                 "trainer.epochs=1", "trainer.fine_tune.epochs=2", "trainer.fine_tune.learning_rate=0.0001",
+                 "trainer.fine_tune.unfreeze=20", "trainer.steps_per_execution=1", "trainer.checkpoint.every=2 steps",
+                 mlflow_store.override]
+    with pytest.raises(TrainingStopped):
+        run_pipeline(validate(compose(*overrides, f"output_dir={tmp_path / 'a'}")),
+                     RunOptions(callbacks=[StopInsideEpoch(epoch=2, step=2)]))
+    state = json.loads((tmp_path / "a" / "checkpoints" / "state.json").read_text())
+    assert (state["epochs_done"], state["epoch_steps"], state["phase"]) == (2, 2, 2)
+    (killed,) = mlflow_store.runs()
+    capsys.readouterr()
+
+    resumed = run_pipeline(validate(compose(*overrides, f"resume={killed.info.run_id}",
+                                            f"output_dir={tmp_path / 'b'}")))
+
+    assert "Fine-tuning:" not in capsys.readouterr().out  # resumed in phase 2: unfrozen, not started again
+    assert resumed.history["phase"] == [1.0, 2.0, 2.0]
+    assert resumed.history["learning_rate"] == pytest.approx([1e-3, 1e-4, 1e-4])
+    client = mlflow_store.client()
+    assert client.get_run(killed.info.run_id).info.status == "FINISHED"
+    phases = sorted((point.step, point.value) for point in client.get_metric_history(killed.info.run_id, "phase"))
+    assert phases == [(1, 1.0), (2, 2.0), (3, 2.0)]
+    assert sorted(point.step for point in client.get_metric_history(killed.info.run_id, "val_accuracy")) == [1, 2, 3]
+    last = keras.models.load_model(tmp_path / "b" / "checkpoints" / "last.keras")
+    layers = [layer for layer in backbone_of(last).layers if layer.weights]  # not the input layer
+    last_20 = {layer.name for layer in backbone_of(last).layers[-20:]}
+    assert [layer.trainable for layer in layers] == [layer.name in last_20 for layer in layers]
+    steps_per_epoch = -(-len(load_data(resumed.settings.data).train) // resumed.settings.trainer.batch_size)
+    # Phase 2's own optimizer, continued from the kill: its steps are the two fine-tuning epochs'.
+    assert int(last.optimizer.iterations) == 2 * steps_per_epoch
+    assert float(last.optimizer.learning_rate) == pytest.approx(1e-4)

@@ -1,7 +1,7 @@
 import optuna
 import pytest
 
-from pipeline.compose import compose_config
+from pipeline.compose import compose_config, validate
 from pipeline.errors import PipelineError
 from sweeps.settings import load
 from sweeps.space import baseline_values, check_space, suggest
@@ -95,3 +95,38 @@ def test_a_sweep_can_search_the_precision():
         check_space(space("+sweep.params.precision={key: device.precision, type: categorical, choices: [bf16]}"),
                     TrialConfigs([]))
     assert "sweep.params.precision: device.precision='bf16': allowed: 'auto', 'float32'" in str(raised.value)
+
+
+FINE_TUNE_SPACE = [
+    "~sweep.params.optimizer", "~sweep.params.momentum", "~sweep.params.learning_rate",
+    "+sweep.params.backbone={key: model.backbone, type: categorical, choices: [MobileNetV3Small, EfficientNetV2B0]}",
+    "+sweep.params.fine_tune_rate={key: trainer.fine_tune.learning_rate, type: float, low: 1e-6, high: 1e-4, "
+    "log: true}",
+    "+sweep.params.unfreeze={key: trainer.fine_tune.unfreeze, type: categorical, choices: [all, 20, 50]}",
+]
+PRETRAINED = ["model=pretrained", "trainer.fine_tune.epochs=2"]
+
+
+def test_a_sweep_can_search_a_backbone_its_dropout_and_the_fine_tuning():
+    params = space(*FINE_TUNE_SPACE)
+    configs = TrialConfigs(PRETRAINED)
+    check_space(params, configs)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    values = suggest(trial, params)
+    assert set(values) == {"model.backbone", "model.dropout", "trainer.fine_tune.learning_rate",
+                           "trainer.fine_tune.unfreeze"}
+    settings = validate(configs.build(values))
+    assert settings.model.backbone == values["model.backbone"]
+    assert settings.trainer.fine_tune.unfreeze == values["trainer.fine_tune.unfreeze"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+sweep.params.backbone.choices=[MobileNetV3Small, ResNet5]",
+     "sweep.params.backbone: model.backbone=ResNet5: not a keras.applications backbone; did you mean ResNet50"),
+    ("+sweep.params.unfreeze.choices=[all, 0]", "sweep.params.unfreeze: trainer.fine_tune.unfreeze=0: allowed: all"),
+    ("sweep.params.fine_tune_rate.low=0", "sweep.params.fine_tune_rate: log scale needs low > 0"),
+])
+def test_a_bad_fine_tuning_space_fails_in_one_line(override, message):
+    with pytest.raises(PipelineError) as raised:
+        check_space(space(*FINE_TUNE_SPACE, override), TrialConfigs(PRETRAINED))
+    assert str(raised.value).startswith(message), raised.value
