@@ -113,7 +113,7 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
            callbacks: Sequence[keras.callbacks.Callback], checkpoint_dir: Path) -> dict[str, list[float]]:
     """Train from where `state` stopped (epoch 0 for a new run); the whole run's per-epoch history."""
     run_callbacks = trainer.training_callbacks(
-        settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *callbacks], augment,
+        settings.trainer, checkpoint_dir, state, [*tracker.epoch_callbacks(), *callbacks], augment,
     )
     state.restore_random_state(model, augment)
     steps_per_execution = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
