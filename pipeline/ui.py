@@ -243,9 +243,11 @@ def _open_when_serving(page: str, probe: str) -> None:
 def _tensorboard(tracking: MlflowTracking, uri: str, options: UiOptions) -> int:
     """TensorBoard over the chosen runs' logs, fetched into a temporary folder (removed when it stops)."""
     from mlflow import MlflowClient
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
 
     from pipeline.tracking.tensorboard_runs import fetch_logs, select_runs
 
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")  # one line, the link: no bars
     client = MlflowClient(uri)
     selection = select_runs(client, tracking, uri, options.target)
     with tempfile.TemporaryDirectory(prefix="kerastrack-tensorboard-") as folder:

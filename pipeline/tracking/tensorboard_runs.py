@@ -111,7 +111,8 @@ def _write_hparams(runs: list[Run], folders: list[Path]) -> None:
     for run, folder in zip(runs, folders):
         with tf.summary.create_file_writer(str(folder)).as_default():
             hp.hparams_config(hparams=config, metrics=metrics)
-            hp.hparams({key: _value(run.data.params.get(key, "")) for key in keys}, trial_id=folder.name,
+            hp.hparams({key: _value(run.data.params[key]) for key in keys if key in run.data.params},
+                       trial_id=folder.name,
                        start_time_secs=run.info.start_time / 1000)
             for name in TEST_METRICS:  # one value per run, at step 0: the HParams view reads the last
                 if name in run.data.metrics:
