@@ -176,7 +176,7 @@ class MultirunParentRun(Callback):
         if self.job_labels and status != "KILLED":  # a multirun's end (a single run has no labels); Ctrl-C: at once
             outcomes = self._outcomes(run_id)
             groups = self._seed_groups(outcomes or [])
-            if groups and run_id:
+            if groups and run_id:  # on the closed parent run: MLflow takes metrics and artifacts after the end
                 from pipeline import tracking
 
                 assert isinstance(self.tracking, MlflowTracking)
@@ -220,21 +220,27 @@ class MultirunParentRun(Callback):
 
     def _recorded_outcomes(self, tracking: MlflowTracking, run_id: str) -> list[JobOutcome]:
         from mlflow import MlflowClient
+        from mlflow.entities import Run
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
-        from pipeline.tracking.epochs import metric_name
 
         client = MlflowClient(tracking_uri(tracking))
         children = client.search_runs([client.get_run(run_id).info.experiment_id],
                                       filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'")
         over_seeds = seed_groups.SEED in self.swept_keys  # then each job's best epoch value too (its history)
-        monitored = metric_name(self.checkpoint.monitor)
+        if over_seeds:
+            from pipeline.tracking.epochs import metric_name  # Keras: imported already, unless a launcher ran the jobs
+
+            monitored = metric_name(self.checkpoint.monitor)
+
+        def metrics(child: Run) -> dict[str, float]:
+            recorded = {name: child.data.metrics[name] for name in TEST_METRICS if name in child.data.metrics}
+            if over_seeds:
+                history = [point.value for point in client.get_metric_history(child.info.run_id, monitored)]
+                recorded[best_metric(self.checkpoint)] = seed_groups.best_value(history, self.checkpoint.mode)
+            return recorded
+
         return [JobOutcome(self._swept(child.data.tags.get("overrides", "").split()), child.info.status,
-                           {**{name: child.data.metrics[name] for name in TEST_METRICS if name in child.data.metrics},
-                            **({best_metric(self.checkpoint): seed_groups.best_value(
-                                [point.value for point in client.get_metric_history(child.info.run_id, monitored)],
-                                self.checkpoint.mode)} if over_seeds else {})})
-                for child in children]
+                           metrics(child)) for child in children]
 
     def _job_number(self, outcome: JobOutcome) -> int:
         """Its place among the jobs, found by its swept overrides (self.jobs if they name none)."""

@@ -253,7 +253,8 @@ def _tensorboard(tracking: MlflowTracking, uri: str, options: UiOptions) -> int:
     with tempfile.TemporaryDirectory(prefix="kerastrack-tensorboard-") as folder:
         names = fetch_logs(client, selection, Path(folder))
         page = f"http://{UI_HOST}:{options.port}/"
-        print(f"TensorBoard, {len(names)} run(s) of {selection.description} (Ctrl-C stops it): {page}", flush=True)
+        print(f"TensorBoard, {selection.description}, {len(names)} run(s) with logs (Ctrl-C stops it): {page}",
+              flush=True)
         if options.open_browser:
             _open_when_serving(page, page)
         return serve_tensorboard(Path(folder), options.port, quiet=os.environ.get("PIPELINE_DEBUG") != "1")

@@ -28,7 +28,7 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 @dataclass(frozen=True)
 class Selection:
-    description: str  # "multirun-20260101-120000's 4 runs", "experiment kerastrack", ...
+    description: str  # "the runs of multirun-20260101-120000", "experiment kerastrack", ...
     runs: list[Run]
 
 
@@ -43,13 +43,13 @@ def select_runs(client: MlflowClient, tracking: MlflowTracking, uri: str, target
         except MlflowException:
             raise PipelineError(f"--tensorboard {target}: no such run in {uri}") from None
         children = _search(client, [run.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{target}'")
-        return Selection(f"run {run.info.run_name}" + (f"'s {len(children)} runs" if children else ""),
+        return Selection(f"the runs of {run.info.run_name}" if children else f"run {run.info.run_name}",
                          children or [run])
     experiments = client.search_experiments()
     trials = _search(client, [e.experiment_id for e in experiments], f"tags.`{STUDY_TAG}` = '{_quoted(target)}'")
     trials = [run for run in trials if MLFLOW_PARENT_RUN_ID in run.data.tags]  # not the study's parent run
     if trials:
-        return Selection(f"sweep study {target}", trials)
+        return Selection(f"the trials of sweep study {target}", trials)
     experiment = next((e for e in experiments if e.name == target), None)
     if experiment is None:
         raise PipelineError(f"--tensorboard {target}: no run id, sweep study or experiment of that name in {uri}")
@@ -77,8 +77,8 @@ def fetch_logs(client: MlflowClient, selection: Selection, into: Path) -> list[s
     there too. The folders' names, in the runs' order; PipelineError if no chosen run has logs."""
     logged = [run for run in selection.runs if client.list_artifacts(run.info.run_id, FOLDER)]
     if not logged:
-        raise PipelineError(f"--tensorboard: none of the {len(selection.runs)} run(s) of {selection.description} "
-                            "has TensorBoard logs; runs record them with tracking.tensorboard=true")
+        raise PipelineError(f"--tensorboard: no TensorBoard logs in {selection.description} "
+                            f"({len(selection.runs)} run(s)); runs record them with tracking.tensorboard=true")
     names = _folder_names(logged)
     for run, name in zip(logged, names):
         fetched = Path(client.download_artifacts(run.info.run_id, FOLDER, str(into / ".fetching")))

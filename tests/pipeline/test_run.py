@@ -144,7 +144,7 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_multirun_over_seeds_records_each_optimizers_spread_on_its_parent_run(tmp_path, mlflow_store):
-    result = pipeline_run("-m", "seed=1,2,3", "optimizer=sgd,adam", "trainer.epochs=2", "trainer.verbose=0",
+    result = pipeline_run("-m", "seed=range(1,4)", "optimizer=sgd,adam", "trainer.epochs=2", "trainer.verbose=0",
                           "data.max_train_samples=200", "tracking.log_model=false", "tracking.system_metrics=false",
                           mlflow_store.override, f"hydra.sweep.dir={tmp_path / 'multirun'}", timeout=600)
     assert result.returncode == 0, result.stderr

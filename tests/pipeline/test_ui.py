@@ -178,8 +178,8 @@ def test_tensorboard_and_its_target_are_options_and_the_rest_overrides():
 @pytest.mark.parametrize("target, expected", [
     ("no-such-study", "error: --tensorboard no-such-study: no run id, sweep study or experiment of that name in "),
     ("0123456789abcdef0123456789abcdef", "error: --tensorboard 0123456789abcdef0123456789abcdef: no such run in "),
-    (None, "error: --tensorboard: none of the 1 run(s) of experiment kerastrack has TensorBoard logs; runs record "
-           "them with tracking.tensorboard=true"),
+    (None, "error: --tensorboard: no TensorBoard logs in experiment kerastrack (1 run(s)); runs record them with "
+           "tracking.tensorboard=true"),
 ])
 def test_tensorboard_over_an_unknown_run_or_study_or_no_logs_is_one_line_and_exit_2(mlflow_store, target, expected):
     client = mlflow_store.client()
@@ -222,7 +222,7 @@ def test_a_studys_trials_are_fetched_one_folder_per_run_name_with_their_hparams(
     client.create_run(experiment, run_name="another run")  # not the study's
     tracking = validate(compose_config([mlflow_store.override])).tracking
     selection = select_runs(client, tracking, mlflow_store.uri, "lr-study")
-    assert selection.description == "sweep study lr-study" and len(selection.runs) == 2
+    assert selection.description == "the trials of sweep study lr-study" and len(selection.runs) == 2
     folder = tmp_path / "fetched"
     folder.mkdir()
     assert fetch_logs(client, selection, folder) == ["mlp-sgd-lr0.1", "mlp-sgd-lr0.01"]
@@ -269,7 +269,8 @@ def test_tensorboard_over_a_multirun_shows_both_runs_scalars_in_the_browser(mult
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         first_line = server.stdout.readline()
-        assert first_line.startswith(f"TensorBoard, 2 run(s) of run {parent.info.run_name}'s 2 runs"), first_line
+        assert first_line.startswith(f"TensorBoard, the runs of {parent.info.run_name}, 2 run(s) with logs"), (
+            first_line)
         link = first_line.rsplit(": ", 1)[1].strip()
         assert link == f"http://127.0.0.1:{port}/"
         wait_until_answering(f"{link}data/runs", server)
