@@ -136,6 +136,8 @@ def report_tensorboard(wall: Timings, epoch_times: Timings, timings: Timings, ep
           f"{100 * per_epoch / epoch:.2f} % of the median epoch, {1000 * epoch:.1f} ms  (target <= 2 %)")
     print(f"    median epoch time, tensorboard on / off            {1000 * epoch:.1f} / "
           f"{1000 * statistics.median(epoch_times['local']):.1f} ms")
+    for hook in TENSORBOARD_HOOKS:
+        print(f"    {hook:<46} {1000 * sum(timings[f'tensorboard {hook}']) / epochs:.2f} ms per epoch (all epochs)")
 
 
 @contextlib.contextmanager
