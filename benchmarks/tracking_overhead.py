@@ -9,7 +9,9 @@ callback's own time, median over all epochs). Targets: fixed <= 1.0 s per run, p
 Each pair also runs tracking=local with tracking.system_metrics=false: what MLflow's system metrics add to a
 run's wall time (target <= 0.1 s), and the monitor's own start and stop. The heartbeat's cost per run (target
 <= 0.05 s): its start (host, pid, first stamp) and stop, the start's query for dead runs, and one beat (a tag
-written every min(tracking.stale_after / 4, 60 s), so a run pays one per such interval).
+written every min(tracking.stale_after / 4, 60 s), so a run pays one per such interval). And tracking=local with
+tracking.tensorboard=true: what TensorBoard's logs add to a run's wall time (target <= 0.2 s), and per epoch the
+TensorBoard callback's own hooks against the epoch's time (target <= 2 %), beside the epochs' times of both.
 
 What it times is `run_pipeline` inside this one process, not a `python -m pipeline.run` process: MLflow's import,
 the store's pre-flight check (the CLI runs it in `jobs.check_jobs`; `run_pipeline` repeats it once per process and
@@ -33,13 +35,15 @@ from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from pipeline import tracking
 from pipeline.compose import compose_config, validate
 from pipeline.core import RunOptions, run_pipeline
-from pipeline.tracking import heartbeat, lifecycle, mlflow_tracker
+from pipeline.tracking import heartbeat, lifecycle, mlflow_tracker, tensorboard
 
 Timings = dict[str, list[float]]
 FIXED_PARTS = ("start: store, run, params, tags, config", "datasets", "model logging",
                "test metrics, plots, reports", "end: checkpoints, status")
 HEARTBEAT_PARTS = ("heartbeat start", "heartbeat stop", "dead-run check")
 BEATS = 20  # beats timed on one run, after the pairs
+TENSORBOARD_HOOKS = ("set_model", "on_train_begin", "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end",
+                     "on_test_begin", "on_test_end", "on_epoch_end", "on_train_end")
 
 
 def main() -> None:
@@ -53,7 +57,8 @@ def main() -> None:
         common = [f"trainer.epochs={args.epochs}", "trainer.verbose=0", f"output_dir={scratch}/out", *overrides]
         local = [*common, "tracking=local", f"tracking.uri={uri}"]
         variants = {"local": local, "none": [*common, "tracking=none"],
-                    "local, no system metrics": [*local, "tracking.system_metrics=false"]}
+                    "local, no system metrics": [*local, "tracking.system_metrics=false"],
+                    "local, tensorboard": [*local, "tracking.tensorboard=true"]}
         from mlflow import MlflowClient
 
         Path(scratch, "mlruns").mkdir()
@@ -62,18 +67,23 @@ def main() -> None:
         with instrumented(timings):
             for variant in variants.values():  # warm-up pair
                 run_pipeline(validate(compose_config(variant)), RunOptions(overrides=variant))
+            first_tensorboard = sum(sum(timings[f"tensorboard {hook}"]) for hook in TENSORBOARD_HOOKS)
             timings.clear()
             wall: Timings = defaultdict(list)
+            epoch_times: Timings = defaultdict(list)
             for pair in range(args.pairs):
                 order = list(variants) if pair % 2 == 0 else list(reversed(variants))
                 for name in order:
                     started = time.perf_counter()
-                    run_pipeline(validate(compose_config(variants[name])), RunOptions(overrides=variants[name]))
+                    result = run_pipeline(validate(compose_config(variants[name])),
+                                          RunOptions(overrides=variants[name]))
                     wall[name].append(time.perf_counter() - started)
+                    epoch_times[name] += result.history["epoch_time"]
                 overhead = wall["local"][-1] - wall["none"][-1]
                 print(f"pair {pair + 1}: local {wall['local'][-1]:.2f} s, none {wall['none'][-1]:.2f} s, "
                       f"overhead {overhead:+.2f} s; without system metrics "
-                      f"{wall['local, no system metrics'][-1]:.2f} s", flush=True)
+                      f"{wall['local, no system metrics'][-1]:.2f} s; with tensorboard "
+                      f"{wall['local, tensorboard'][-1]:.2f} s", flush=True)
         beats = time_beats(uri)
 
     overheads = [local - none for local, none in zip(wall["local"], wall["none"])]
@@ -99,6 +109,35 @@ def main() -> None:
     epoch_ms = [1000 * value for value in timings["epoch callback"]]
     print(f"  per-epoch cost (epoch callback), median             {statistics.median(epoch_ms):.2f} ms  "
           f"(max {max(epoch_ms):.2f} ms; target <= 5 ms)")
+    report_tensorboard(wall, epoch_times, timings, args.pairs * args.epochs, first_tensorboard)
+
+
+def report_tensorboard(wall: Timings, epoch_times: Timings, timings: Timings, epochs: int, first: float) -> None:
+    """tracking.tensorboard=true against tracking=local: per run (wall time, and the hooks that run once: the writers
+    are created in the first epoch's on_epoch_end), and per epoch (the median epoch's epoch hooks plus the batch
+    hooks' time per epoch) against the median epoch."""
+    per_run = [on - off for on, off in zip(wall["local, tensorboard"], wall["local"])]
+    print(f"  tensorboard: wall-time cost per run (on - off), median {statistics.median(per_run):+.3f} s  "
+          f"(target <= 0.2; single pairs {min(per_run):+.3f} to {max(per_run):+.3f} s)")
+    runs = len(per_run)
+    epoch_ends = timings["tensorboard on_epoch_end"]
+    first_epochs, later_epochs = epoch_ends[::len(epoch_ends) // runs], [
+        value for index, value in enumerate(epoch_ends) if index % (len(epoch_ends) // runs)]
+    once = [sum(timings[f"tensorboard {hook}"][run] for hook in ("set_model", "on_train_begin", "on_train_end"))
+            + first_epochs[run] for run in range(runs)]
+    print(f"    its hooks once per run (set_model, train begin and end, first epoch's end), median "
+          f"{1000 * statistics.median(once):.1f} ms; a process's first such run (TensorBoard's imports) {first:.3f} s")
+    # fit's validation calls on_test_begin and on_test_end each epoch (the custom loop does not)
+    other_hooks = sum(sum(timings[f"tensorboard {hook}"]) for hook in (
+        "on_epoch_begin", "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end"))
+    per_epoch = statistics.median(later_epochs) + other_hooks / epochs
+    epoch = statistics.median(epoch_times["local, tensorboard"])
+    print(f"    its epoch end (median of later epochs) + other hooks per epoch {1000 * per_epoch:.2f} ms = "
+          f"{100 * per_epoch / epoch:.2f} % of the median epoch, {1000 * epoch:.1f} ms  (target <= 2 %)")
+    print(f"    median epoch time, tensorboard on / off            {1000 * epoch:.1f} / "
+          f"{1000 * statistics.median(epoch_times['local']):.1f} ms")
+    for hook in TENSORBOARD_HOOKS:
+        print(f"    {hook:<46} {1000 * sum(timings[f'tensorboard {hook}']) / epochs:.2f} ms per epoch (all epochs)")
 
 
 @contextlib.contextmanager
@@ -115,6 +154,8 @@ def instrumented(timings: Timings):
     wrap(mlflow_tracker, "log_keras_model", "model logging")
     wrap(mlflow_tracker.MlflowRunTracker, "log_results", "log_results")
     wrap(mlflow_tracker.EpochLogger, "on_epoch_end", "epoch callback")
+    for hook in TENSORBOARD_HOOKS:
+        wrap(tensorboard.RunTensorBoard, hook, f"tensorboard {hook}")
     wrap(heartbeat.Heartbeat, "start", "heartbeat start")
     wrap(heartbeat.Heartbeat, "stop", "heartbeat stop")
     wrap(lifecycle.heartbeat, "close_dead_runs", "dead-run check")

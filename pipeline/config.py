@@ -400,6 +400,18 @@ class MlflowTracking(Schema):
     system_metrics: bool = True  # CPU, memory, disk, network, GPU: did the device placement do what was asked?
     # A RUNNING run whose heartbeat is older than this died without a word (kill -9): the next start closes it KILLED.
     stale_after: Duration = 300.0
+    tensorboard: bool = False  # TensorBoard logs beside MLflow's (pipeline/tracking/tensorboard.py)
+    tensorboard_histograms: bool = False  # weight histograms every epoch
+    # Training scalars also every N compiled calls (Keras's TensorBoard update_freq), not only per epoch.
+    tensorboard_update_freq: Union[Literal["epoch"], int] = "epoch"
+
+    @field_validator("tensorboard_update_freq", mode="before")
+    @classmethod
+    def _epoch_or_calls(cls, value: Any) -> Any:
+        if value == "epoch" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            return value
+        raise ValueError(f"tracking.tensorboard_update_freq={value!r}: allowed: epoch, or N >= 1 (every N compiled "
+                         "calls)")
 
     @model_validator(mode="after")
     def _server_needs_uri(self) -> "MlflowTracking":

@@ -124,7 +124,7 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
     trainer.fine_tune asks); the whole run's per-epoch history. The callbacks span the phases: the epochs, the
     metrics' steps and the best checkpoint continue across them."""
     run_callbacks = trainer.training_callbacks(
-        settings.trainer, checkpoint_dir, state, [*filter(None, [tracker.epoch_callback()]), *callbacks], augment,
+        settings.trainer, checkpoint_dir, state, [*tracker.epoch_callbacks(), *callbacks], augment,
     )
     state.restore_random_state(model, augment)
     history, first_epoch, first_step = state.history, state.epochs_done, state.epoch_steps

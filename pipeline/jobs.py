@@ -26,10 +26,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import cluster
+from pipeline import cluster, seed_groups
 from pipeline.backbones import check_backbone
 from pipeline.compose import compose_config, hydra_on_conf, validate
-from pipeline.config import MlflowTracking, PretrainedModel, Settings, TrackingSettings
+from pipeline.config import CheckpointSettings, MlflowTracking, PretrainedModel, Settings, TrackingSettings
 from pipeline.credentials import redact_files
 from pipeline.errors import PipelineError
 from pipeline.run_log import teed_to
@@ -106,13 +106,19 @@ def _job_errors(number: int, count: int, multirun: bool) -> Iterator[None]:
 class JobOutcome:
     overrides: str  # the job's swept overrides
     status: str  # FINISHED, FAILED, KILLED (as MLflow writes a run's status)
-    test_metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # its test metrics and best_<checkpoint monitor>
+
+
+def best_metric(checkpoint: CheckpointSettings) -> str:
+    """The name of a job's best value of the metric its best checkpoint is chosen by: best_val_accuracy."""
+    return f"best_{checkpoint.monitor}"
 
 
 class MultirunParentRun(Callback):
     """A multirun's MLflow parent run: opened before its first job, named by each job as its parent, closed after
     the last one (FINISHED); a job failed or the multirun interrupted, `ended_with_the_jobs` closes it. A multirun
-    that ran to its end (FINISHED or FAILED) ends with a table of its jobs and the parent run's link."""
+    that ran to its end (FINISHED or FAILED) ends with a table of its jobs and the parent run's link; when its jobs
+    differ in `seed`, also with their statistics over the seeds (pipeline.seed_groups), recorded on the parent run."""
 
     # The multirun of the job running in this process: the callback Hydra made here, or, in a launcher's worker
     # process, the copy of it that Hydra sends there with each job.
@@ -120,6 +126,7 @@ class MultirunParentRun(Callback):
 
     def __init__(self) -> None:
         self.tracking: TrackingSettings | None = None  # the first job's
+        self.checkpoint = CheckpointSettings()  # the first job's: which epoch metric is a job's best
         self.run_id: str | None = None
         self.jobs = 1
         self.swept_keys: set[str] = set()
@@ -138,7 +145,7 @@ class MultirunParentRun(Callback):
         jobs = job_overrides(overrides, multirun=True)
         first = validate(compose_config(jobs[0]))
         tags = {"overrides": " ".join(overrides), "jobs": str(len(jobs)), "mlflow.source.name": "pipeline.run -m"}
-        self.tracking, self.jobs = first.tracking, len(jobs)
+        self.tracking, self.checkpoint, self.jobs = first.tracking, first.trainer.checkpoint, len(jobs)
         self.swept_keys = _swept_keys(jobs)
         self.job_labels = [self._swept(job) for job in jobs]
         self.sweep_dir = str(config.hydra.sweep.dir)
@@ -171,40 +178,73 @@ class MultirunParentRun(Callback):
             assert isinstance(self.tracking, MlflowTracking)
             tracking.end_parent_run(self.tracking, run_id, status)
         if self.job_labels and status != "KILLED":  # a multirun's end (a single run has no labels); Ctrl-C: at once
-            print("\n" + "\n".join(self._report(status, run_id)), flush=True)
+            outcomes = self._outcomes(run_id)
+            groups = self._seed_groups(outcomes or [])
+            if groups and run_id:  # on the closed parent run: MLflow takes metrics and artifacts after the end
+                from pipeline import tracking
 
-    def _report(self, status: str, run_id: str | None) -> list[str]:
-        """The jobs' table: from the jobs' MLflow runs when tracked (whichever process ran them), else from what
-        Hydra handed back here (the basic launcher's jobs)."""
-        heading = f"Multirun of {self.jobs} jobs: {status}"
+                assert isinstance(self.tracking, MlflowTracking)
+                tracking.log_seed_groups(self.tracking, run_id, seed_groups.parent_metrics(groups),
+                                         seed_groups.csv_text(groups))
+            print("\n" + "\n".join(self._report(status, run_id, outcomes, groups)), flush=True)
+
+    def _outcomes(self, run_id: str | None) -> list[JobOutcome] | None:
+        """The jobs' outcomes: from the jobs' MLflow runs when tracked (whichever process ran them), else from what
+        Hydra handed back here (the basic launcher's jobs); None when there is neither."""
         if isinstance(self.tracking, MlflowTracking) and run_id:
-            outcomes = self._recorded_outcomes(self.tracking, run_id)
-        elif self.outcomes:
-            outcomes = self.outcomes
-        else:
+            return self._recorded_outcomes(self.tracking, run_id)
+        return self.outcomes or None
+
+    def _seed_groups(self, outcomes: list[JobOutcome]) -> list[seed_groups.SeedGroup]:
+        if seed_groups.SEED not in self.swept_keys:
+            return []
+        finished = [(outcome.overrides, outcome.metrics) for outcome in sorted(outcomes, key=self._job_number)
+                    if outcome.status == "FINISHED"]
+        return seed_groups.summarise(finished, [*TEST_METRICS, best_metric(self.checkpoint)])
+
+    def _report(self, status: str, run_id: str | None, outcomes: list[JobOutcome] | None,
+                groups: list[seed_groups.SeedGroup]) -> list[str]:
+        """The jobs' table, then their statistics over seeds, then the parent run's link."""
+        heading = f"Multirun of {self.jobs} jobs: {status}"
+        if outcomes is None:
             return [f"{heading}; with tracking=none the launcher's processes hand back no results: each job's test "
                     f"metrics are in {self.sweep_dir}/<job number>/metrics.json"]
         lines = [heading, f"{'job':>3}  {'status':<8}  " + "  ".join(TEST_METRICS) + "  overrides"]
         for outcome in sorted(outcomes, key=self._job_number):
             number = self._job_number(outcome)
-            metrics = "  ".join(f"{outcome.test_metrics[name]:>{len(name)}.4f}" if name in outcome.test_metrics
+            metrics = "  ".join(f"{outcome.metrics[name]:>{len(name)}.4f}" if name in outcome.metrics
                                 else f"{'-':>{len(name)}}" for name in TEST_METRICS)
             lines.append(f"{number if number < self.jobs else '-':>3}  {outcome.status:<8}  {metrics}  "
                          f"{outcome.overrides or '-'}")
+        if groups:
+            lines += ["", *seed_groups.table(groups)]
         if isinstance(self.tracking, MlflowTracking) and run_id:
             lines.append(f"MLflow parent run of the {self.jobs} jobs: {_run_page(self.tracking, run_id)}")
         return lines
 
     def _recorded_outcomes(self, tracking: MlflowTracking, run_id: str) -> list[JobOutcome]:
         from mlflow import MlflowClient
+        from mlflow.entities import Run
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         client = MlflowClient(tracking_uri(tracking))
         children = client.search_runs([client.get_run(run_id).info.experiment_id],
                                       filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'")
+        over_seeds = seed_groups.SEED in self.swept_keys  # then each job's best epoch value too (its history)
+        if over_seeds:
+            from pipeline.tracking.epochs import metric_name  # Keras: imported already, unless a launcher ran the jobs
+
+            monitored = metric_name(self.checkpoint.monitor)
+
+        def metrics(child: Run) -> dict[str, float]:
+            recorded = {name: child.data.metrics[name] for name in TEST_METRICS if name in child.data.metrics}
+            if over_seeds:
+                history = [point.value for point in client.get_metric_history(child.info.run_id, monitored)]
+                recorded[best_metric(self.checkpoint)] = seed_groups.best_value(history, self.checkpoint.mode)
+            return recorded
+
         return [JobOutcome(self._swept(child.data.tags.get("overrides", "").split()), child.info.status,
-                           {name: child.data.metrics[name] for name in TEST_METRICS if name in child.data.metrics})
-                for child in children]
+                           metrics(child)) for child in children]
 
     def _job_number(self, outcome: JobOutcome) -> int:
         """Its place among the jobs, found by its swept overrides (self.jobs if they name none)."""
@@ -237,8 +277,8 @@ def _swept_keys(jobs: list[list[str]]) -> set[str]:
 
 
 def run_job(cfg: DictConfig) -> dict[str, float]:
-    """One pipeline run in Hydra's output folder, its output also in the folder's log file; its test metrics, which
-    Hydra hands to the callbacks (`JobReturn.return_value`)."""
+    """One pipeline run in Hydra's output folder, its output also in the folder's log file; its test metrics and
+    best epoch value (best_<checkpoint monitor>), which Hydra hands to the callbacks (`JobReturn.return_value`)."""
     hydra = HydraConfig.get()
     output_dir = Path(hydra.runtime.output_dir)
     OmegaConf.update(cfg, "output_dir", str(output_dir))
@@ -270,7 +310,9 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
         from pipeline.tracking import attach_console_log
 
         attach_console_log(result.settings, result.run_id, output_dir)
-    return result.test_metrics
+    checkpoint = result.settings.trainer.checkpoint
+    best = seed_groups.best_value(result.history.get(checkpoint.monitor, []), checkpoint.mode)
+    return {**result.test_metrics, best_metric(checkpoint): best}
 
 
 def _pin_to_share(cfg: DictConfig, hydra: HydraConf, jobs: int) -> None:

@@ -1,9 +1,10 @@
-"""`python -m pipeline.ui [--port N] [--open] [tracking overrides]`: the MLflow UI on the project's store, on 127.0.0.1.
+"""`python -m pipeline.ui [--port N] [--open] [--tensorboard [run | study | experiment]] [tracking overrides]`: the
+MLflow UI on the project's store, or TensorBoard over runs' logs fetched from it, on 127.0.0.1.
 
 It prints one line, the experiment's page in the Model-training view (and with --open opens it), and notes its port
 beside the store while it serves, so that the runs' links reach it. The server's start-up notes nobody can act on
-(uvicorn's INFO lines, a deprecation warning inside MLflow, the default security settings) are left out;
-PIPELINE_DEBUG=1 shows them.
+(uvicorn's INFO lines, a deprecation warning inside MLflow, the default security settings; TensorFlow's and
+TensorBoard's start-up lines) are left out; PIPELINE_DEBUG=1 shows them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from pipeline import cli, stop
 from pipeline.compose import compose_config, validate
@@ -27,10 +29,15 @@ from pipeline.errors import PipelineError
 from pipeline.tracking.links import UI_HOST, UI_PORT, experiment_page, ui_port_file
 from pipeline.tracking.store import artifact_location, check_store, tracking_uri
 
-USAGE = f"""usage: python -m pipeline.ui [--port N] [--open] [tracking.uri=... | tracking=server ...]
+TENSORBOARD_PORT = 6006  # TensorBoard's own default
+USAGE = f"""usage: python -m pipeline.ui [--port N] [--open] [--tensorboard [RUN_ID | STUDY | EXPERIMENT]]
+                         [tracking.uri=... | tracking=server ...]
 
 Serves the MLflow UI for the runs in <project>/mlruns (or tracking.uri) at http://{UI_HOST}:<port>
 (default port {UI_PORT}) and prints the experiment's page (Model-training view); --open opens it in a browser.
+--tensorboard serves TensorBoard instead (default port {TENSORBOARD_PORT}) over the TensorBoard logs of a run, of a
+multirun's or sweep's runs (its parent run's id, or the sweep's study name) or of an experiment's runs (default:
+tracking.experiment), fetched from the store; runs record them with tracking.tensorboard=true.
 Stop it with Ctrl-C."""
 SERVER_START_TIMEOUT_S = 120
 
@@ -40,13 +47,17 @@ class UiOptions:
     port: int
     open_browser: bool
     overrides: list[str]
+    tensorboard: bool = False
+    target: str | None = None  # --tensorboard's run id, study or experiment
 
 
 def split_options(arguments: list[str]) -> UiOptions:
-    """`--port N` / `--port=N` and `--open` out of the arguments; the rest are config overrides."""
+    """`--port N` / `--port=N`, `--open` and `--tensorboard [target]` out of the arguments; the rest are config
+    overrides (a target is the word after --tensorboard when it is neither an option nor an override)."""
     rest: list[str] = []
-    port = str(UI_PORT)
-    open_browser = False
+    port: str | None = None
+    open_browser = tensorboard = False
+    target = None
     values = iter(arguments)
     for argument in values:
         if argument == "--port":
@@ -55,11 +66,17 @@ def split_options(arguments: list[str]) -> UiOptions:
             port = argument.removeprefix("--port=")
         elif argument == "--open":
             open_browser = True
+        elif argument == "--tensorboard":
+            tensorboard = True
+        elif tensorboard and target is None and rest == [] and not argument.startswith("-") and "=" not in argument:
+            target = argument
         else:
             rest.append(argument)
+    if port is None:
+        port = str(TENSORBOARD_PORT if tensorboard else UI_PORT)
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise PipelineError(f"--port {port or '(missing)'}: expected a port number from 1 to 65535")
-    return UiOptions(int(port), open_browser, rest)
+    return UiOptions(int(port), open_browser, rest, tensorboard, target)
 
 
 # What MLflow's server prints on every start whatever its options: we bind to 127.0.0.1, as the note advises.
@@ -81,23 +98,87 @@ def server_command(uri: str, port: int, quiet: bool) -> list[str]:
     return command
 
 
-def serve(uri: str, port: int, quiet: bool) -> int:
-    """Run the MLflow server until it stops, or until Ctrl-C or SIGTERM stops it (130); its exit code. The server
-    runs in its own process group, which a stop request ends whole (MLflow's launcher and its uvicorn)."""
-    server = subprocess.Popen(server_command(uri, port, quiet), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**os.environ, **(QUIET_SERVER if quiet else {})}, start_new_session=True)
+class ServerOutput(Protocol):
+    """Which of a server's lines the user sees (on stderr)."""
+
+    def shown(self, line: str) -> list[str]: ...  # what to show now, given its next line
+    def at_exit(self) -> list[str]: ...  # what to show once it stopped
+
+
+class AllBut:
+    """Every line but those starting with `prefix`."""
+
+    def __init__(self, prefix: str | None):
+        self.prefix = prefix
+
+    def shown(self, line: str) -> list[str]:
+        return [] if self.prefix and line.startswith(self.prefix) else [line]
+
+    def at_exit(self) -> list[str]:
+        return []
+
+
+class AfterStartUp:
+    """Nothing until the server says it serves (the line starting with `started`, ours replaces it), then every
+    line; a server that stops before that shows what it wrote, its error among them."""
+
+    def __init__(self, started: str):
+        self.started, self.serving = started, False
+        self.held: list[str] = []
+
+    def shown(self, line: str) -> list[str]:
+        if self.serving:
+            return [line]
+        self.serving = line.startswith(self.started)
+        if self.serving:
+            self.held = []
+        else:
+            self.held.append(line)
+        return []
+
+    def at_exit(self) -> list[str]:
+        return self.held
+
+
+def run_server(command: list[str], env: dict[str, str], output: ServerOutput) -> int:
+    """Run a server until it stops, or until Ctrl-C or SIGTERM stops it (130); its exit code. The server runs in its
+    own process group, which a stop request ends whole (MLflow's launcher and its uvicorn; TensorBoard's data
+    server)."""
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              start_new_session=True)
     try:
         assert server.stdout is not None
         for line in server.stdout:
-            if not (quiet and line.startswith(DEFAULT_SECURITY_NOTE)):
-                print(line, end="", file=sys.stderr, flush=True)
-        return server.wait()
+            for shown in output.shown(line):
+                print(shown, end="", file=sys.stderr, flush=True)
+        code = server.wait()
+        print("".join(output.at_exit()), end="", file=sys.stderr, flush=True)
+        return code
     except KeyboardInterrupt:
         return cli.INTERRUPTED
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait()
+
+
+def serve(uri: str, port: int, quiet: bool) -> int:
+    """The MLflow server (see run_server)."""
+    return run_server(server_command(uri, port, quiet), {**os.environ, **(QUIET_SERVER if quiet else {})},
+                      AllBut(DEFAULT_SECURITY_NOTE if quiet else None))
+
+
+def tensorboard_command(logdir: Path, port: int) -> list[str]:
+    return [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", UI_HOST, "--port", str(port)]
+
+
+def serve_tensorboard(logdir: Path, port: int, quiet: bool) -> int:
+    """TensorBoard over `logdir` (see run_server); quiet, its start-up lines are left out."""
+    return run_server(tensorboard_command(logdir, port), dict(os.environ),
+                      AfterStartUp(TENSORBOARD_STARTED) if quiet else AllBut(None))
+
+
+TENSORBOARD_STARTED = "TensorBoard "  # its line "TensorBoard 2.21.0 at http://...  (Press CTRL+C to quit)"
 
 
 @contextlib.contextmanager
@@ -114,12 +195,12 @@ def port_noted(noted: Path | None, port: int) -> Iterator[None]:
             noted.unlink()
 
 
-def open_when_serving(page: str, address: str) -> None:
-    """Open `page` in the user's browser once the server at `address` answers (run beside the server)."""
+def open_when_serving(page: str, probe: str) -> None:
+    """Open `page` in the user's browser once the server answers at `probe` (run beside the server)."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{address}/health", timeout=2):
+            with urllib.request.urlopen(probe, timeout=2):
                 webbrowser.open(page)
                 return
         except OSError:
@@ -137,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         uri = tracking_uri(tracking)
         check_store(uri)
         _close_dead_runs(tracking, uri)
+        if options.tensorboard:
+            raise SystemExit(_tensorboard(tracking, uri, options))
         page = experiment_page(uri, _experiment_id(tracking, uri), options.port)
         if uri.startswith(("http://", "https://")):
             print(f"tracking=server: the MLflow server at {uri} is the UI; experiment {tracking.experiment}: {page}")
@@ -144,12 +227,37 @@ def main(argv: list[str] | None = None) -> None:
                 webbrowser.open(page)
             return
         print(f"MLflow UI, experiment {tracking.experiment} (Ctrl-C stops it): {page}", flush=True)
-        if options.open_browser:  # a helper process, beside the server
-            subprocess.Popen([sys.executable, "-c", "import sys; from pipeline.ui import open_when_serving; "
-                              "open_when_serving(*sys.argv[1:])", page, f"http://{UI_HOST}:{options.port}"])
+        if options.open_browser:
+            _open_when_serving(page, f"http://{UI_HOST}:{options.port}/health")
         with port_noted(ui_port_file(uri), options.port):
             code = serve(uri, options.port, quiet=os.environ.get("PIPELINE_DEBUG") != "1")
     raise SystemExit(code)
+
+
+def _open_when_serving(page: str, probe: str) -> None:
+    """A helper process, beside the server."""
+    subprocess.Popen([sys.executable, "-c", "import sys; from pipeline.ui import open_when_serving; "
+                      "open_when_serving(*sys.argv[1:])", page, probe])
+
+
+def _tensorboard(tracking: MlflowTracking, uri: str, options: UiOptions) -> int:
+    """TensorBoard over the chosen runs' logs, fetched into a temporary folder (removed when it stops)."""
+    from mlflow import MlflowClient
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    from pipeline.tracking.tensorboard_runs import fetch_logs, select_runs
+
+    os.environ.setdefault(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.name, "false")  # one line, the link: no bars
+    client = MlflowClient(uri)
+    selection = select_runs(client, tracking, uri, options.target)
+    with tempfile.TemporaryDirectory(prefix="kerastrack-tensorboard-") as folder:
+        names = fetch_logs(client, selection, Path(folder))
+        page = f"http://{UI_HOST}:{options.port}/"
+        print(f"TensorBoard, {selection.description}, {len(names)} run(s) with logs (Ctrl-C stops it): {page}",
+              flush=True)
+        if options.open_browser:
+            _open_when_serving(page, page)
+        return serve_tensorboard(Path(folder), options.port, quiet=os.environ.get("PIPELINE_DEBUG") != "1")
 
 
 def _close_dead_runs(tracking: MlflowTracking, uri: str) -> None:

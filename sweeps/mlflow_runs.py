@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.config import MlflowTracking
-from pipeline.tracking.runs import KILLED, RUNNING, close_run, create_run, experiment_id, reopen_run
+from pipeline.tracking.runs import KILLED, RUNNING, STUDY_TAG, close_run, create_run, experiment_id, reopen_run
 from pipeline.tracking.store import check_store, tracking_uri
 from sweeps.heartbeat import RETRY_OF
 from sweeps.trial_config import Scalar, format_value
@@ -27,7 +27,6 @@ RUN_ID_ATTR = "mlflow_run_id"
 MODEL_ID_ATTR = "mlflow_model_id"
 REGISTERED_ATTR = "mlflow_registered_model"  # on the study: the last registration's name, model id and version
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
-STUDY_TAG = "optuna.study"
 TRIAL_TAG = "optuna.trial"
 STATE_TAG = "optuna.state"
 FEASIBLE_TAG = "optuna.feasible"  # with sweep.constraints: true or false

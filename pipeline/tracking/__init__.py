@@ -16,7 +16,9 @@ from pipeline.tracking.tracker import RunTracker
 if TYPE_CHECKING:
     from pipeline.tracking.heartbeat import Heartbeat
 
-__all__ = ["RunTracker", "attach_console_log", "end_parent_run", "open_parent_run", "tracked_run", "tracking_uri"]
+__all__ = ["RunTracker", "attach_console_log", "end_parent_run", "log_seed_groups", "open_parent_run", "tracked_run",
+           "tracking_uri"]
+SEED_GROUPS_CSV = "seed_groups.csv"  # a multirun parent run's statistics over seeds (pipeline.seed_groups)
 _parent_heartbeats: dict[str, Heartbeat] = {}  # the open parent runs of this process, alive while it lives
 
 
@@ -71,6 +73,20 @@ def end_parent_run(tracking: MlflowTracking, run_id: str, status: str) -> None:
         beating.stop()
     uri = tracking_uri(tracking)
     close_parent_run(MlflowClient(uri), run_id, status)
+
+
+def log_seed_groups(tracking: MlflowTracking, run_id: str, metrics: Mapping[str, float], table_csv: str) -> None:
+    """A multirun's statistics over seeds on its parent run: as metrics (searchable with mlflow.search_runs) and as
+    SEED_GROUPS_CSV."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient(tracking_uri(tracking))
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(name, value, now, 0) for name, value in metrics.items()])
+    client.log_text(run_id, table_csv, SEED_GROUPS_CSV)
 
 
 def attach_console_log(settings: Settings, run_id: str, output_dir: Path) -> None:

@@ -26,7 +26,7 @@ from pipeline.compose import flatten
 from pipeline.config import RESUME_LAST, MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError, TrainingStopped, one_line
-from pipeline.tracking import heartbeat
+from pipeline.tracking import heartbeat, tensorboard
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.runs import FAILED, FINISHED, KILLED, RUNNING, create_run
@@ -68,7 +68,7 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
         if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         # Its heartbeat first: a resumed run RUNNING again with its old, stale stamp would look dead to other starts.
-        tracker = MlflowRunTracker(client, run_id, tracking, liveness_recorded=run is None)
+        tracker = MlflowRunTracker(client, run_id, tracking, liveness_recorded=run is None, output_dir=output_dir)
         mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
                          log_system_metrics=tracking.system_metrics)
         try:
@@ -205,13 +205,15 @@ def log_console_output(client: MlflowClient, run_id: str, output_dir: Path) -> N
 
 def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[str, str],
            error_text: str | None = None) -> None:
-    """Record the last metrics, the checkpoints and how the run ended; the status is set even if recording fails."""
+    """Record the last metrics, the checkpoints, the TensorBoard logs and how the run ended; the status is set even
+    if recording fails."""
     client, run_id = tracker.client, tracker.run_id
     try:
         tracker.close()
-        saved = output_dir / checkpoints.FOLDER
-        if saved.is_dir() and any(saved.iterdir()):
-            client.log_artifacts(run_id, str(saved), checkpoints.FOLDER)
+        for folder in (checkpoints.FOLDER, tensorboard.FOLDER):
+            saved = output_dir / folder
+            if saved.is_dir() and any(saved.iterdir()):
+                client.log_artifacts(run_id, str(saved), folder)
         log_console_output(client, run_id, output_dir)
         if error_text:
             client.log_text(run_id, redact(error_text), "error.txt")

@@ -23,6 +23,8 @@ from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.heartbeat import Heartbeat
 from pipeline.tracking.logged_models import load_while_training, log_keras_model
 from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
+from pipeline.tracking.tensorboard import FOLDER as TENSORBOARD
+from pipeline.tracking.tensorboard import RunTensorBoard
 from pipeline.tracking.tracker import RunTracker
 
 
@@ -61,16 +63,18 @@ class MlflowRunTracker(RunTracker):
 
     run_id: str  # always a run, unlike the base class's
 
-    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking, *, liveness_recorded: bool):
+    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking, *, liveness_recorded: bool,
+                 output_dir: Path):
         """`liveness_recorded`: the run was created with heartbeat.liveness_tags (a resumed run was not)."""
         self.client = client
         self.run_id = run_id
         self.settings = settings
         self.epoch_metrics = MetricWriter(client, run_id)
         self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start(recorded=liveness_recorded)
+        self.tensorboard = RunTensorBoard(output_dir / TENSORBOARD, settings) if settings.tensorboard else None
 
-    def epoch_callback(self) -> keras.callbacks.Callback:
-        return RunEpochLogger(self.epoch_metrics)
+    def epoch_callbacks(self) -> list[keras.callbacks.Callback]:
+        return [RunEpochLogger(self.epoch_metrics), *filter(None, [self.tensorboard])]
 
     def log_datasets(self, data: Dataset) -> None:
         """Lineage by name and digest (see tracking.datasets), and the list of images left out as bad."""
@@ -120,3 +124,5 @@ class MlflowRunTracker(RunTracker):
         """Called by the run's lifecycle before the final status: the last epochs' metrics are written."""
         self.heartbeat.stop()
         self.epoch_metrics.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()

@@ -25,6 +25,7 @@ RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
 KILLED = RunStatus.to_string(RunStatus.KILLED)
+STUDY_TAG = "optuna.study"  # a sweep's parent run and its trials' runs: the study's name
 EXPERIMENT_KIND = "mlflow.experimentKind"  # the UI opens a model-training experiment in its "Model training" view
 
 

@@ -17,8 +17,9 @@ class RunTracker:
 
     run_id: str | None = None
 
-    def epoch_callback(self) -> keras.callbacks.Callback | None:
-        return None
+    def epoch_callbacks(self) -> list[keras.callbacks.Callback]:
+        """What records each epoch (MLflow's metrics, TensorBoard's logs); they run after the trainer's own."""
+        return []
 
     def log_datasets(self, data: Dataset) -> None:
         pass

@@ -1,9 +1,11 @@
 """The jobs of a command line: Hydra's sweep syntax expanded, every job checked before any starts, a multirun's
 parent run."""
 
+import csv
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -12,6 +14,7 @@ from omegaconf import OmegaConf
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.jobs import MultirunParentRun, check_jobs, hydra_overrides, job_overrides
+from pipeline.seed_groups import STATISTICS
 
 
 def test_sweep_syntax_expands_as_hydras_basic_sweeper_does():
@@ -107,3 +110,57 @@ def test_an_untracked_multirun_ends_with_a_table_of_what_hydra_handed_back(capsy
     assert [line.split() for line in table[2:]] == [
         ["1", "FINISHED", "0.8000", "0.5000", "0.7000", "optimizer=sgd", "trainer.epochs=2"],
         ["2", "FAILED", "-", "-", "-", "optimizer=adam", "trainer.epochs=1"]]
+
+
+def test_a_multirun_over_seeds_records_each_groups_statistics_on_its_parent_run(mlflow_store, capsys, tmp_path):
+    parent = MultirunParentRun()
+    parent.on_multirun_start(multirun_config("seed=1,2,3", "optimizer=sgd,adam", mlflow_store.override))
+    client, run_id = mlflow_store.client(), parent.run_id
+    experiment = client.get_run(run_id).info.experiment_id
+    children: dict[str, list[dict[str, float]]] = {"sgd": [], "adam": []}
+    for number, (seed, optimizer) in enumerate((s, o) for s in (1, 2, 3) for o in ("sgd", "adam")):
+        job = client.create_run(experiment, tags={MLFLOW_PARENT_RUN_ID: run_id,
+                                                  "overrides": f"seed={seed} optimizer={optimizer}"}).info.run_id
+        metrics = {"test_accuracy": 0.5 + number / 20, "test_loss": 1.0 - number / 30, "test_f1_macro": 0.4 + seed / 9}
+        for name, value in metrics.items():
+            client.log_metric(job, name, value)
+        val_accuracy = [0.3 + number / 25, 0.6 + number / 50, 0.5]  # best (checkpoint mode max): the second epoch
+        for step, value in enumerate(val_accuracy, start=1):
+            client.log_metric(job, "val_accuracy", value, step=step)
+        client.set_terminated(job, "FINISHED")
+        children[optimizer].append({**metrics, "best_val_accuracy": max(val_accuracy)})
+    parent.on_multirun_end(multirun_config("seed=1,2,3", "optimizer=sgd,adam", mlflow_store.override))
+    recorded = client.get_run(run_id).data.metrics
+    for optimizer, jobs in children.items():
+        for metric in ("test_accuracy", "test_loss", "test_f1_macro", "best_val_accuracy"):
+            values = np.array([job[metric] for job in jobs])
+            assert [recorded[f"optimizer:{optimizer}/{metric}_{statistic}"] for statistic in STATISTICS] == (
+                pytest.approx([values.mean(), values.std(ddof=1), values.min(), values.max()])), (optimizer, metric)
+    assert len(recorded) == 2 * 4 * 4  # groups x metrics x statistics
+    table = client.download_artifacts(run_id, "seed_groups.csv", str(tmp_path))
+    rows = list(csv.DictReader(open(table)))
+    assert [(row["group"], row["metric"], row["seeds"]) for row in rows[:4]] == [
+        ("optimizer=sgd", metric, "3") for metric in ("test_accuracy", "test_loss", "test_f1_macro",
+                                                      "best_val_accuracy")]
+    assert float(rows[4]["mean"]) == pytest.approx(np.mean([job["test_accuracy"] for job in children["adam"]]))
+    printed = capsys.readouterr().out.splitlines()
+    over_seeds = printed[printed.index(next(line for line in printed if line.startswith("Over seeds"))):]
+    assert over_seeds[1].split() == ["group", "metric", "seeds", *STATISTICS]
+    assert over_seeds[2].split() == ["optimizer=sgd", "test_accuracy", "3", *(
+        f"{value:.4f}" for value in (0.6, np.std([0.5, 0.6, 0.7], ddof=1), 0.5, 0.7))]
+    assert over_seeds[-1].startswith("MLflow parent run of the 6 jobs: http") and run_id in over_seeds[-1]
+
+
+def test_an_untracked_multirun_over_seeds_prints_the_statistics_of_what_hydra_handed_back(capsys):
+    parent = MultirunParentRun()
+    config = multirun_config("seed=1,2", "tracking=none")
+    parent.on_multirun_start(config)
+    for seed, accuracy in ((1, 0.8), (2, 0.6)):
+        parent.on_job_end(config, JobReturn(overrides=[f"seed={seed}", "tracking=none"], status=JobStatus.COMPLETED,
+                                            _return_value={"test_accuracy": accuracy, "best_val_accuracy": 0.9}))
+    parent.on_multirun_end(config)
+    printed = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in printed[printed.index(next(line for line in printed
+                                                                  if line.startswith("Over seeds"))) + 2:]]
+    assert rows == [["-", "test_accuracy", "2", "0.7000", f"{np.std([0.8, 0.6], ddof=1):.4f}", "0.6000", "0.8000"],
+                    ["-", "best_val_accuracy", "2", "0.9000", "0.0000", "0.9000", "0.9000"]]

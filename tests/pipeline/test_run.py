@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -139,6 +140,34 @@ def test_a_multirun_groups_its_jobs_under_one_parent_run(tmp_path):
     for run in (*parents, *children):  # each run's page, in the UI's Model-training view
         assert f"/#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in result.stdout
     assert_ends_with_the_jobs_table(result.stdout, parents[0], children)
+
+
+@pytest.mark.slow
+def test_a_multirun_over_seeds_records_each_optimizers_spread_on_its_parent_run(tmp_path, mlflow_store):
+    result = pipeline_run("-m", "seed=range(1,4)", "optimizer=sgd,adam", "trainer.epochs=2", "trainer.verbose=0",
+                          "data.max_train_samples=200", "tracking.log_model=false", "tracking.system_metrics=false",
+                          mlflow_store.override, f"hydra.sweep.dir={tmp_path / 'multirun'}", timeout=600)
+    assert result.returncode == 0, result.stderr
+    runs = mlflow_store.runs()
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 6
+    client = mlflow_store.client()
+    for optimizer in ("sgd", "adam"):
+        jobs = [run for run in children if run.data.params["optimizer.name"] == optimizer]
+        assert sorted(run.data.params["seed"] for run in jobs) == ["1", "2", "3"]
+        best = [max(point.value for point in client.get_metric_history(run.info.run_id, "val_accuracy"))
+                for run in jobs]
+        for metric, values in [("test_accuracy", [run.data.metrics["test_accuracy"] for run in jobs]),
+                               ("best_val_accuracy", best)]:
+            expected = [statistics.mean(values), statistics.stdev(values), min(values), max(values)]
+            assert [parent.data.metrics[f"optimizer:{optimizer}/{metric}_{statistic}"]
+                    for statistic in ("mean", "std", "min", "max")] == pytest.approx(expected), (optimizer, metric)
+    assert "seed_groups.csv" in [artifact.path for artifact in client.list_artifacts(parent.info.run_id)]
+    over_seeds = result.stdout[result.stdout.index("Over seeds"):].splitlines()
+    assert [row.split()[:3] for row in over_seeds[2:4]] == [["optimizer=sgd", "test_accuracy", "3"],
+                                                            ["optimizer=sgd", "test_loss", "3"]]
+    assert over_seeds[-1].startswith("MLflow parent run of the 6 jobs: http")
 
 
 def signal_when_training(command: list[str], store, signum: signal.Signals) -> subprocess.CompletedProcess:

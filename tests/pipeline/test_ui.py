@@ -1,6 +1,7 @@
 """`python -m pipeline.ui` for real: one line, its link, which lists a multirun's parent with its children in a
 headless browser, a child's page showing val_accuracy (screenshots stay in the test's temp folder); runs' links on
-its store carry its port while it serves."""
+its store carry its port while it serves. `--tensorboard`: the chosen runs' logs fetched, named as in MLflow, with
+their HParams, and TensorBoard showing a multirun's two runs' scalars in the browser."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.tracking.links import UI_PORT, experiment_page
-from pipeline.ui import UiOptions, split_options
+from pipeline.ui import TENSORBOARD_PORT, UiOptions, split_options
 from tests.conftest import QUICK
+from tests.mlflow_fixtures import new_store
 from tests.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -159,3 +163,155 @@ def test_the_ui_closes_the_stores_dead_runs_before_it_serves(mlflow_store):
     assert closing.startswith("tracking: closed 1 run(s) of experiment kerastrack KILLED") and dead in closing
     assert link.startswith("MLflow UI, experiment kerastrack")
     assert client.get_run(dead).info.status == "KILLED"
+
+
+def test_tensorboard_and_its_target_are_options_and_the_rest_overrides():
+    assert split_options(["--tensorboard"]) == UiOptions(TENSORBOARD_PORT, False, [], True, None)
+    assert split_options(["--tensorboard", "lr-study", "tracking.uri=sqlite:////x.db"]) == UiOptions(
+        TENSORBOARD_PORT, False, ["tracking.uri=sqlite:////x.db"], True, "lr-study")
+    assert split_options(["--tensorboard", "tracking=server", "--port", "7000"]) == UiOptions(
+        7000, False, ["tracking=server"], True, None)
+    assert split_options(["--open", "--tensorboard", "--port=7001", "kerastrack"]) == UiOptions(
+        7001, True, [], True, "kerastrack")
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("no-such-study", "error: --tensorboard no-such-study: no run id, sweep study or experiment of that name in "),
+    ("0123456789abcdef0123456789abcdef", "error: --tensorboard 0123456789abcdef0123456789abcdef: no such run in "),
+    (None, "error: --tensorboard: no TensorBoard logs in experiment kerastrack (1 run(s)); runs record them with "
+           "tracking.tensorboard=true"),
+])
+def test_tensorboard_over_an_unknown_run_or_study_or_no_logs_is_one_line_and_exit_2(mlflow_store, target, expected):
+    client = mlflow_store.client()
+    client.set_terminated(client.create_run(client.create_experiment("kerastrack")).info.run_id)  # no logs
+    result = subprocess.run([sys.executable, "-m", "pipeline.ui", "--tensorboard", *filter(None, [target]),
+                             mlflow_store.override], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(expected), (
+        result.stderr)
+    assert result.stdout == ""
+
+
+def write_logs(folder: Path, loss: float) -> None:
+    import tensorflow as tf
+
+    for subfolder in ("train", "validation"):
+        with tf.summary.create_file_writer(str(folder / subfolder)).as_default():
+            tf.summary.scalar("epoch_loss", loss, step=1)
+
+
+def test_a_studys_trials_are_fetched_one_folder_per_run_name_with_their_hparams(mlflow_store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    from pipeline.compose import compose_config, validate
+    from pipeline.tracking.runs import STUDY_TAG
+    from pipeline.tracking.tensorboard_runs import fetch_logs, select_runs
+
+    client = mlflow_store.client()
+    experiment = client.create_experiment("kerastrack")
+    parent = client.create_run(experiment, tags={STUDY_TAG: "lr-study"}, run_name="sweep-lr-study").info.run_id
+    for number, learning_rate in enumerate((0.1, 0.01)):
+        trial = client.create_run(experiment, run_name=f"mlp-sgd-lr{learning_rate}",
+                                  tags={STUDY_TAG: "lr-study", MLFLOW_PARENT_RUN_ID: parent}).info.run_id
+        client.log_param(trial, "optimizer.learning_rate", learning_rate)
+        client.log_param(trial, "model.name", "mlp")
+        client.log_metric(trial, "test_accuracy", 0.5 + number / 10)
+        write_logs(tmp_path / trial, loss=1.0 + number)
+        client.log_artifacts(trial, str(tmp_path / trial), "tensorboard")
+    client.create_run(experiment, run_name="another run")  # not the study's
+    tracking = validate(compose_config([mlflow_store.override])).tracking
+    selection = select_runs(client, tracking, mlflow_store.uri, "lr-study")
+    assert selection.description == "the trials of sweep study lr-study" and len(selection.runs) == 2
+    folder = tmp_path / "fetched"
+    folder.mkdir()
+    assert fetch_logs(client, selection, folder) == ["mlp-sgd-lr0.1", "mlp-sgd-lr0.01"]
+    for name, loss in (("mlp-sgd-lr0.1", 1.0), ("mlp-sgd-lr0.01", 2.0)):
+        validation = EventAccumulator(str(folder / name / "validation"))
+        validation.Reload()
+        assert [(event.step, float(tensor_util.make_ndarray(event.tensor_proto)))
+                for event in validation.Tensors("epoch_loss")] == [(1, loss)]
+        session = EventAccumulator(str(folder / name))
+        session.Reload()
+        hparams = session.PluginTagToContent("hparams")
+        assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= hparams.keys()
+        start = plugin_data_pb2.HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info
+        assert list(start.hparams) == ["optimizer.learning_rate"]  # the one param that differs
+        assert start.hparams["optimizer.learning_rate"].number_value == float(name.removeprefix("mlp-sgd-lr"))
+        assert [event.step for event in session.Tensors("test_accuracy")] == [0]
+
+
+@pytest.fixture(scope="module")
+def multirun_with_tensorboard(tmp_path_factory, mlflow_template_db):
+    """A 2-job multirun that logs TensorBoard; its store, parent run and children."""
+    folder = tmp_path_factory.mktemp("tensorboard-multirun")
+    store = new_store(folder, mlflow_template_db)
+    multirun = subprocess.run([sys.executable, "-m", "pipeline.run", "-m", "optimizer=sgd,adam", *QUICK,
+                               "tracking.tensorboard=true", "tracking.log_model=false", "tracking.system_metrics=false",
+                               store.override, f"hydra.sweep.dir={folder / 'multirun'}"],
+                              cwd=PROJECT_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True,
+                              text=True, timeout=600)
+    assert multirun.returncode == 0, multirun.stderr
+    runs = store.runs()
+    parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
+    return store, parent, [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_tensorboard_over_a_multirun_shows_both_runs_scalars_in_the_browser(multirun_with_tensorboard, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    store, parent, children = multirun_with_tensorboard
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--tensorboard", parent.info.run_id,
+                               "--port", str(port), store.override], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        first_line = server.stdout.readline()
+        assert first_line.startswith(f"TensorBoard, the runs of {parent.info.run_name}, 2 run(s) with logs"), (
+            first_line)
+        link = first_line.rsplit(": ", 1)[1].strip()
+        assert link == f"http://127.0.0.1:{port}/"
+        wait_until_answering(f"{link}data/runs", server)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(f"{link}#scalars")
+                for child in children:
+                    for subfolder in ("train", "validation"):
+                        expect(page.get_by_text(f"{child.info.run_name}/{subfolder}").first).to_be_visible(
+                            timeout=60_000)
+                        points = page.request.get(f"{link}data/plugin/scalars/scalars?tag=epoch_loss&run="
+                                                  f"{child.info.run_name}/{subfolder}").json()
+                        assert [step for _, step, _ in points] == [1, 2]  # QUICK: 2 epochs
+                expect(page.get_by_text("epoch_loss").first).to_be_visible(timeout=60_000)
+                page.screenshot(path=tmp_path / "tensorboard.png")
+                page.goto(f"{link}#hparams")
+                expect(page.get_by_text("optimizer.name").first).to_be_visible(timeout=60_000)
+                page.screenshot(path=tmp_path / "hparams.png")
+            finally:
+                browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            rest, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            raise
+    assert rest == "", rest  # one line, the link: no TensorFlow or TensorBoard start-up lines
+    print(f"screenshots: {tmp_path / 'tensorboard.png'} {tmp_path / 'hparams.png'}")
+
+
+def wait_until_answering(url: str, server: subprocess.Popen, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.communicate()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout_s} s")
