@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
 
-from pipeline import checkpoints, device, inputs, tracking, trainer
+from pipeline import checkpoints, device, inputs, stop, tracking, trainer
 from pipeline.config import Settings
 from pipeline.data import Dataset, load_data
 from pipeline.errors import PipelineError
@@ -59,16 +59,19 @@ class RunOptions:
 
 
 def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunResult:
-    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record."""
-    placement = device.place(settings.device)
-    with _output_dir(settings, placement) as output_dir:
-        return _run(settings, placement, output_dir, options)
+    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record. A Ctrl-C or SIGTERM
+    stops it at a safe point (pipeline.stop): its callers defer from before they import TensorFlow."""
+    with stop.deferred():
+        placement = device.place(settings.device)
+        with _output_dir(settings, placement) as output_dir:
+            return _run(settings, placement, output_dir, options)
 
 
 def _run(settings: Settings, placement: device.Placement, output_dir: Path, options: RunOptions) -> RunResult:
     checkpoint_dir = output_dir / checkpoints.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
     data, augment, model = _data_and_model(settings, placement)  # before the run is recorded
+    stop.raise_if_requested()  # a Ctrl-C while the data loaded or the network was built: no run recorded
     with _tracked_run(settings, placement, output_dir, options) as tracker:
         if tracker.run_id and options.on_run_start:
             options.on_run_start(tracker.run_id)
@@ -80,6 +83,7 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
                          callbacks=options.callbacks, checkpoint_dir=checkpoint_dir)
         evaluation = _evaluate(settings, model, data, checkpoint_dir)
         model_id = _log_results(tracker, options, model=model, data=data, history=history, evaluation=evaluation)
+        stop.raise_if_requested()  # a Ctrl-C while it was scored or recorded: the run closes KILLED, as it says
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
     return RunResult(settings, history, evaluation.metrics, placement.devices, output_dir, tracker.run_id, model_id)
 

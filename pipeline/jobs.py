@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import cluster
+from pipeline import cluster, stop
 from pipeline.compose import compose_config, hydra_on_conf, validate
 from pipeline.config import MlflowTracking, Settings, TrackingSettings
 from pipeline.credentials import redact_files
@@ -243,17 +243,18 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     multirun = MultirunParentRun.current()
     _pin_to_share(cfg, hydra, multirun.jobs if multirun else 1)
     with teed_to(output_dir / f"{hydra.job.name}.log"):
-        from pipeline.core import RunOptions, run_pipeline  # imports TensorFlow: once per process
-        from pipeline.memory import release_memory
+        with stop.deferred():  # a Ctrl-C inside TensorFlow's import too waits for the run's next safe point
+            from pipeline.core import RunOptions, run_pipeline  # imports TensorFlow: once per process
+            from pipeline.memory import release_memory
 
-        started = time.perf_counter()
-        try:
-            # Validated again: Hydra composed this job anew, in the process that runs it (a launcher's too).
-            result = run_pipeline(validate(cfg), RunOptions(overrides=list(hydra.overrides.task),
-                                                            parent_run_id=multirun.run_id if multirun else None))
-        finally:
-            if hydra.mode == RunMode.MULTIRUN:
-                release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
+            started = time.perf_counter()
+            try:
+                # Validated again: Hydra composed this job anew, in the process that runs it (a launcher's too).
+                result = run_pipeline(validate(cfg), RunOptions(overrides=list(hydra.overrides.task),
+                                                                parent_run_id=multirun.run_id if multirun else None))
+            finally:
+                if hydra.mode == RunMode.MULTIRUN:
+                    release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
         print(f"\nTest metrics ({time.perf_counter() - started:.1f} s, output in {result.output_dir}):")
         for name in TEST_METRICS:
             print(f"  {name:<14} {result.test_metrics[name]:.4f}")
