@@ -1,5 +1,6 @@
 """One MLflow run from start to its final status: create or re-open (resume=<run id> or resume=last), record the
-config, keep a heartbeat, close as it ended. Each start first closes the experiment's dead runs (tracking.heartbeat)."""
+config, keep a heartbeat, close as it ended. A process's first run first closes the experiment's dead runs
+(tracking.heartbeat)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.runs import FAILED, FINISHED, KILLED, RUNNING, create_run
 from pipeline.tracking.store import check_store, tracking_uri
 
+# The stores and experiments whose dead runs this process has closed (a multirun's or a sweep worker's later runs
+# search no more).
+_swept_for_dead_runs: set[tuple[str, str]] = set()
 NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
 # A resumed run may differ from the original only in these (longer training, another machine, tracking options).
 # Settings that change how fast or where a run trains, not what it learns.
@@ -54,7 +58,9 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     uri = tracking_uri(tracking)
     check_store(uri)
     client = MlflowClient(uri)
-    heartbeat.close_dead_runs(client, tracking)
+    if (uri, tracking.experiment) not in _swept_for_dead_runs:  # once per process: a start's job, not each run's
+        heartbeat.close_dead_runs(client, tracking)
+        _swept_for_dead_runs.add((uri, tracking.experiment))
     params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
     run = _resumed_run(client, tracking, settings.resume, params, uri) if settings.resume else None
     with process_tracking_uri(uri):
