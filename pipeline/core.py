@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
 
-from pipeline import checkpoints, device, inputs, stop, tracking, trainer
+from pipeline import checkpoint_files, checkpoints, device, inputs, stop, tracking, trainer
 from pipeline.config import Settings
 from pipeline.data import Dataset, load_data
 from pipeline.errors import PipelineError
@@ -68,7 +68,7 @@ def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunR
 
 
 def _run(settings: Settings, placement: device.Placement, output_dir: Path, options: RunOptions) -> RunResult:
-    checkpoint_dir = output_dir / checkpoints.FOLDER
+    checkpoint_dir = output_dir / checkpoint_files.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
     data, augment, model = _data_and_model(settings, placement)  # before the run is recorded
     stop.raise_if_requested()  # a Ctrl-C while the data loaded or the network was built: no run recorded
@@ -136,8 +136,8 @@ def _train(settings: Settings, model: keras.Model, data: Dataset, placement: dev
 
 
 def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_dir: Path) -> Evaluation:
-    if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
-        model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
+    if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoint_files.BEST).exists():
+        model.load_weights(checkpoint_dir / checkpoint_files.BEST)  # as a user reloads a save_best_only checkpoint
     return evaluate_model(model, data, settings.trainer.batch_size)
 
 
@@ -175,7 +175,7 @@ def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Pat
 def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_dir: Path) -> checkpoints.TrainingState:
     if not settings.resume:
         return checkpoints.TrainingState()
-    if not tracker.fetch_checkpoints(checkpoint_dir) or not (checkpoint_dir / checkpoints.LAST).exists():
+    if not tracker.fetch_checkpoints(checkpoint_dir) or not (checkpoint_dir / checkpoint_files.LAST).exists():
         raise PipelineError(f"resume={settings.resume}: that run has no last checkpoint to continue from")
     state = checkpoints.TrainingState.read(checkpoint_dir)
     if state.epochs_done >= settings.trainer.epochs:
@@ -190,7 +190,7 @@ def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, pl
                     state: checkpoints.TrainingState, checkpoint_dir: Path) -> keras.Model:
     with placement.scope():
         if state.started:
-            _resume_into(model, checkpoint_dir / checkpoints.LAST, state.precision, settings, placement)
+            _resume_into(model, checkpoint_dir / checkpoint_files.LAST, state.precision, settings, placement)
             return model
         steps_per_epoch = trainer.steps_in_epoch(data, settings.trainer.batch_size)
         optimizer = build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs)

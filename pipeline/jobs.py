@@ -80,14 +80,20 @@ def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
 
 
 def check_environment(settings: Settings) -> None:
-    """What a checked config needs before any TensorFlow work starts: its data, its cluster, its tracking store."""
+    """What a checked config needs before any TensorFlow work starts: its data, its cluster, its tracking store and
+    the run it resumes."""
     from pipeline.data import load_data  # NumPy and the readers: not before the configs are checked
 
     load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG
     if isinstance(settings.tracking, MlflowTracking):
-        check_store(tracking_uri(settings.tracking))  # an unwritable store, a server down or refusing the login
+        with stop.deferred():  # they write to the store (a fresh one's tables, dead runs closed): never half of it
+            check_store(tracking_uri(settings.tracking))  # an unwritable store, a server down or refusing the login
+            if settings.resume:
+                from pipeline.tracking.resume import check_resumable  # MLflow's client: only to find the run
+
+                check_resumable(settings)  # no such run, a live one, another config, nothing for resume=last
 
 
 @contextlib.contextmanager

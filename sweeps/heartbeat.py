@@ -18,6 +18,8 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline import stop
+
 HEARTBEAT = "heartbeat"
 RETRY_OF = "retry_of"  # on a queued retry: the number of the dead worker's trial it runs again
 RETRIES = "retries"  # on a queued retry: how often these parameters have been retried, this time included
@@ -81,4 +83,5 @@ def wait_for_running_trials(study: optuna.Study, poll_seconds: float, fail_stale
     """Block until no trial is RUNNING: other workers finish theirs, dead workers' trials turn FAIL."""
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         fail_stale()
-        time.sleep(poll_seconds)
+        with stop.interruptible():
+            time.sleep(poll_seconds)

@@ -9,6 +9,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from pipeline import stop
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
 from pipeline.tracking.heartbeat import Heartbeat, close_dead_runs
@@ -27,7 +28,13 @@ from sweeps.workers import REASON_ATTR, run_workers
 
 
 def run_sweep(overrides: list[str]) -> SweepSummary:
-    """Run the missing trials of the study (all of them the first time); PipelineError if none completed."""
+    """Run the missing trials of the study (all of them the first time); PipelineError if none completed. A Ctrl-C
+    waits for a safe point (pipeline.stop): the study's storage and the MLflow runs are never left half-written."""
+    with stop.deferred():
+        return _run_sweep(overrides)
+
+
+def _run_sweep(overrides: list[str]) -> SweepSummary:
     sweep = SweepContext.load(overrides)
     settings = sweep.sweep_settings
     configs = TrialConfigs(sweep.pipeline_overrides)
@@ -53,6 +60,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     parent_alive = Heartbeat(sweep.runs.client, parent_run_id, sweep.runs.tracking.stale_after).start() if (
         sweep.runs and parent_run_id) else None
     try:
+        stop.raise_if_requested()  # a Ctrl-C while the study and its parent run opened
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
             sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
         slots = plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus())

@@ -123,7 +123,8 @@ def _waited_passing_stops_on(processes: Sequence[subprocess.Popen]) -> bool:
     waiting = list(processes)
     while waiting:
         try:
-            waiting[0].wait()
+            with stop.interruptible():
+                waiting[0].wait()
             waiting.pop(0)
         except KeyboardInterrupt:
             interrupted = True

@@ -20,6 +20,7 @@ from types import TracebackType
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
 
+from pipeline import checkpoint_files
 from pipeline.config import MlflowTracking
 from pipeline.tracking.runs import KILLED, RUNNING, close_run
 
@@ -29,8 +30,8 @@ PID_TAG = "pid"
 STALE_AFTER_TAG = "stale_after"
 KILLED_REASON_TAG = "killed_reason"
 LONGEST_INTERVAL_S = 60.0
+_swept_for_dead_runs: set[tuple[str, str]] = set()  # (tracking uri, experiment): where this process closed them
 OUTPUT_DIR_TAG = "output_dir"  # provenance's: where the run's process wrote its checkpoints
-CHECKPOINT_FOLDER = "checkpoints"  # pipeline.checkpoints.FOLDER (that module imports Keras)
 
 
 class Heartbeat:
@@ -125,11 +126,19 @@ def close_dead_run(client: MlflowClient, run: Run, reason: str) -> None:
     """KILLED, with `reason` (why it is dead, where it ran) as its `killed_reason` tag; the checkpoints
     its process left in its output folder (when this machine sees that folder) are logged first, as a run that ends
     KILLED by Ctrl-C logs them, so that resume continues from them."""
-    left = Path(run.data.tags.get(OUTPUT_DIR_TAG, "")) / CHECKPOINT_FOLDER
+    left = Path(run.data.tags.get(OUTPUT_DIR_TAG, "")) / checkpoint_files.FOLDER
     if run.data.tags.get(OUTPUT_DIR_TAG) and left.is_dir() and any(left.iterdir()):
-        client.log_artifacts(run.info.run_id, str(left), CHECKPOINT_FOLDER)
+        client.log_artifacts(run.info.run_id, str(left), checkpoint_files.FOLDER)
     client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
     close_run(client, run.info.run_id, KILLED)
+
+
+def close_dead_runs_once(client: MlflowClient, tracking: MlflowTracking, uri: str) -> None:
+    """close_dead_runs at this process's first start on the store and experiment: a start's job, not each run's (a
+    multirun's jobs and a sweep worker's trials would search the store each time)."""
+    if (uri, tracking.experiment) not in _swept_for_dead_runs:
+        close_dead_runs(client, tracking)
+        _swept_for_dead_runs.add((uri, tracking.experiment))
 
 
 def close_dead_runs(client: MlflowClient, tracking: MlflowTracking) -> list[str]:

@@ -94,3 +94,27 @@ def test_a_signal_while_a_raised_stop_cleans_up_interrupts_at_once(stop_signal):
                 stop_signal()  # Ctrl-C again: out now, not at the next safe point
                 checks.append("not reached")
     assert checks == ["cleaning up"]
+
+
+def test_inside_a_deferred_block_an_interruptible_wait_is_interrupted_at_once_and_sees_the_request(stop_signal):
+    checks = []
+    with pytest.raises(KeyboardInterrupt):
+        with stop.deferred():  # a sweep's launcher
+            with pytest.raises(KeyboardInterrupt):
+                with stop.interruptible():  # waiting for its workers
+                    stop_signal()
+                    checks.append("not reached")
+            checks.append(stop.requested())  # raised once: not raised again at the next wait
+            with stop.interruptible():
+                checks.append("waits again")
+            stop_signal()  # a stop under way: Ctrl-C again goes through at once
+            checks.append("not reached")
+    assert checks == [False, "waits again"]
+
+
+def test_a_request_noted_before_an_interruptible_wait_is_raised_as_it_starts(stop_signal):
+    with stop.deferred():
+        stop_signal()  # noted
+        with pytest.raises(KeyboardInterrupt):
+            with stop.interruptible():
+                pass
