@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +21,7 @@ from mlflow.entities import Run, RunTag
 
 from pipeline import checkpoint_files
 from pipeline.config import MlflowTracking
+from pipeline.periodic import PeriodicThread
 from pipeline.tracking.runs import KILLED, RUNNING, close_run
 
 HEARTBEAT_TAG = "heartbeat"
@@ -40,21 +40,18 @@ class Heartbeat:
     def __init__(self, client: MlflowClient, run_id: str, stale_after: float):
         self.client, self.run_id, self.stale_after = client, run_id, stale_after
         self.interval = min(stale_after / 4, LONGEST_INTERVAL_S)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"mlflow-heartbeat-{run_id[:8]}", daemon=True)
+        self._beats = PeriodicThread(self.interval, self._beat_quietly, name=f"mlflow-heartbeat-{run_id[:8]}")
 
     def start(self, recorded: bool = False) -> Heartbeat:
         """`recorded`: the run was created with `liveness_tags` already (no request of its own)."""
         if not recorded:
             tags = liveness_tags(self.stale_after)
             self.client.log_batch(self.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
-        self._thread.start()
+        self._beats.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._beats.stop()
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -65,12 +62,11 @@ class Heartbeat:
     def beat(self) -> None:
         self.client.set_tag(self.run_id, HEARTBEAT_TAG, _now())
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # noqa: BLE001 - a store hiccup must not stop training; the next beat tries again
-                pass
+    def _beat_quietly(self) -> None:
+        try:
+            self.beat()
+        except Exception:  # noqa: BLE001 - a store hiccup must not stop training; the next beat tries again
+            pass
 
 
 def liveness_tags(stale_after: float) -> dict[str, str]:
