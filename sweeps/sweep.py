@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from pipeline import stop
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
-from pipeline.tracking.heartbeat import Heartbeat, close_dead_runs
+from pipeline.tracking.heartbeat import Heartbeat, close_dead_runs_once
 from pipeline.tracking.links import run_page_with_hint
 from pipeline.tracking.runs import FINISHED, KILLED
 from pipeline.worker_slots import plan_slots, visible_gpus
@@ -42,7 +42,7 @@ def _run_sweep(overrides: list[str]) -> SweepSummary:
     study = open_study(settings, sweep.storage)
     parent_run_id = None
     if sweep.runs:
-        close_dead_runs(sweep.runs.client, sweep.runs.tracking)
+        close_dead_runs_once(sweep.runs.client, sweep.runs.tracking, sweep.runs.uri)  # an in-process worker: not again
     with sweep.lock():
         sweep.fail_stale_trials(study)
         baseline = baseline_values(settings.params, configs.build({})) if settings.baseline else {}
