@@ -306,7 +306,9 @@ def test_a_run_killed_inside_an_epoch_is_continued_there_and_finishes_with_the_u
     from pipeline.data import load_data
     from pipeline.trainer import steps_in_epoch
 
-    stale_after = "tracking.stale_after=2s"
+    # resume=<id> sees at once that the process is gone (a heartbeat fresh for minutes); resume=last waits for it to go
+    # stale, which the pre-flight sees.
+    stale_after = "tracking.stale_after=2s" if resume == "last" else "tracking.stale_after=300s"
     run_id, state = _killed_inside_an_epoch(mlflow_store, tmp_path / "first", stale_after)
     done, total = state["epochs_done"], state["epochs_done"] + 2
     if resume == "last":
