@@ -92,9 +92,10 @@ def main(argv: list[str]) -> None:
 def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
     """Run the slots' workers: in this process for one, else as processes of their own (fresh TensorFlow each).
 
-    A spawned worker has a process group of its own, so a terminal's Ctrl-C (sent to its foreground group) reaches
-    only this launcher, from its first instant on; the launcher passes each Ctrl-C or SIGTERM on to the workers as a
-    SIGTERM: one Ctrl-C is one stop request there, a second one stops them at once (pipeline.stop)."""
+    A spawned worker has a session (so a process group) of its own, so a terminal's Ctrl-C (sent to its foreground
+    group) reaches only this launcher, from the worker's first instant on; the launcher passes each Ctrl-C or SIGTERM on
+    to the workers as a SIGTERM: one Ctrl-C is one stop request there, a second one stops them at once
+    (pipeline.stop)."""
     if len(slots) == 1:
         work(sweep, slots[0])
         return
@@ -105,7 +106,7 @@ def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
             for slot in slots:
                 gpu = {"CUDA_VISIBLE_DEVICES": slot.gpu} if slot.gpu is not None else {}  # before TensorFlow loads
                 processes.append(subprocess.Popen(worker_command(sweep, slot), env={**os.environ, **gpu},
-                                                  process_group=0))
+                                                  start_new_session=True))
     except KeyboardInterrupt:
         interrupted = True
         _pass_stop_on(processes)
