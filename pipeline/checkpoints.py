@@ -14,12 +14,8 @@ from typing import Any, Callable
 
 import keras
 
+from pipeline.checkpoint_files import BEST, LAST, STATE
 from pipeline.config import CheckpointSettings
-
-FOLDER = "checkpoints"  # in a run's output folder, and in its MLflow artifacts
-BEST = "best.keras"
-LAST = "last.keras"
-STATE = "state.json"
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import keras
 
-from pipeline import checkpoints, device, inputs, tracking, trainer
+from pipeline import checkpoint_files, checkpoints, device, inputs, stop, tracking, trainer
 from pipeline.config import Settings
 from pipeline.costs import measure_costs
 from pipeline.data import Dataset, load_data
@@ -63,16 +63,19 @@ class RunOptions:
 
 
 def run_pipeline(settings: Settings, options: RunOptions = RunOptions()) -> RunResult:
-    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record."""
-    placement = device.place(settings.device)
-    with _output_dir(settings, placement) as output_dir:
-        return _run(settings, placement, output_dir, options)
+    """Load data, build, train (fit or custom loop) on the configured devices, evaluate, record. A Ctrl-C or SIGTERM
+    stops it at a safe point (pipeline.stop): its callers defer from before they import TensorFlow."""
+    with stop.deferred():
+        placement = device.place(settings.device)
+        with _output_dir(settings, placement) as output_dir:
+            return _run(settings, placement, output_dir, options)
 
 
 def _run(settings: Settings, placement: device.Placement, output_dir: Path, options: RunOptions) -> RunResult:
-    checkpoint_dir = output_dir / checkpoints.FOLDER
+    checkpoint_dir = output_dir / checkpoint_files.FOLDER
     device.seed_everything(settings.seed, settings.deterministic)
     data, augment, model = _data_and_model(settings, placement)  # before the run is recorded
+    stop.raise_if_requested()  # a Ctrl-C while the data loaded or the network was built: no run recorded
     with _tracked_run(settings, placement, output_dir, options) as tracker:
         if tracker.run_id and options.on_run_start:
             options.on_run_start(tracker.run_id)
@@ -85,9 +88,10 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
                          callbacks=options.callbacks, checkpoint_dir=checkpoint_dir)
         train_seconds = time.perf_counter() - started  # this run's share, when it resumed another
         evaluation = _evaluate(settings, model, data, checkpoint_dir)
-        costs = measure_costs(model, data, train_seconds, checkpoint_dir / checkpoints.LAST)
+        costs = measure_costs(model, data, train_seconds, checkpoint_dir / checkpoint_files.LAST)
         model_id = _log_results(tracker, options, model=model, data=data, history=history, evaluation=evaluation,
                                 costs=costs)
+        stop.raise_if_requested()  # a Ctrl-C while it was scored or recorded: the run closes KILLED, as it says
     (output_dir / "metrics.json").write_text(json.dumps(evaluation.metrics, indent=2))
     return RunResult(settings, history, evaluation.metrics, costs, placement.devices, output_dir, tracker.run_id,
                      model_id)
@@ -179,10 +183,10 @@ def _trainable_parameters(model: keras.Model) -> int:
 
 
 def _evaluate(settings: Settings, model: keras.Model, data: Dataset, checkpoint_dir: Path) -> Evaluation:
-    if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoints.BEST).exists():
+    if settings.trainer.checkpoint.evaluate == "best" and (checkpoint_dir / checkpoint_files.BEST).exists():
         with warnings.catch_warnings():  # a best epoch of phase 1 has the head's optimizer: only weights are tested
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model.load_weights(checkpoint_dir / checkpoints.BEST)  # as a user reloads a save_best_only checkpoint
+            model.load_weights(checkpoint_dir / checkpoint_files.BEST)  # as a user reloads a save_best_only checkpoint
     # One step per predict call, whatever training used: Keras unrolls a predict call's steps into its graph (fit and
     # evaluate loop over them), so its trace grows with them and outweighs the calls it saves.
     model.steps_per_execution = 1
@@ -226,7 +230,7 @@ def _output_dir(settings: Settings, placement: device.Placement) -> Iterator[Pat
 def _resume_state(settings: Settings, tracker: tracking.RunTracker, checkpoint_dir: Path) -> checkpoints.TrainingState:
     if not settings.resume:
         return checkpoints.TrainingState()
-    if not tracker.fetch_checkpoints(checkpoint_dir) or not (checkpoint_dir / checkpoints.LAST).exists():
+    if not tracker.fetch_checkpoints(checkpoint_dir) or not (checkpoint_dir / checkpoint_files.LAST).exists():
         raise PipelineError(f"resume={settings.resume}: that run has no last checkpoint to continue from")
     state = checkpoints.TrainingState.read(checkpoint_dir)
     if state.epochs_done >= settings.trainer.total_epochs:
@@ -247,7 +251,7 @@ def _compiled_model(*, settings: Settings, model: keras.Model, data: Dataset, pl
         if state.started:
             if state.phase == 2:  # killed while fine-tuning: the checkpoint's optimizer covers the unfrozen layers
                 unfreeze(model, settings.trainer.fine_tune)
-            _resume_into(model, checkpoint_dir / checkpoints.LAST, state.precision, settings, placement)
+            _resume_into(model, checkpoint_dir / checkpoint_files.LAST, state.precision, settings, placement)
             return model
         steps_per_epoch = trainer.steps_in_epoch(data, settings.trainer.batch_size)
         optimizer = build_optimizer(settings.optimizer, steps_per_epoch, settings.trainer.epochs)

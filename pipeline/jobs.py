@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import cluster, seed_groups
+from pipeline import cluster, seed_groups, stop
 from pipeline.backbones import check_backbone
 from pipeline.compose import compose_config, hydra_on_conf, validate
 from pipeline.config import CheckpointSettings, MlflowTracking, PretrainedModel, Settings, TrackingSettings
@@ -82,7 +82,7 @@ def check_jobs(overrides: list[str], multirun: bool) -> list[Settings]:
 
 def check_environment(settings: Settings) -> None:
     """What a checked config needs before any TensorFlow work starts: its data, a pretrained backbone's image size
-    and weights, its cluster, its tracking store."""
+    and weights, its cluster, its tracking store and the run it resumes."""
     from pipeline.data import load_data  # NumPy and the readers: not before the configs are checked
 
     data = load_data(settings.data)  # bad data fails here too; run_pipeline reuses this read (load_data keeps it)
@@ -91,7 +91,12 @@ def check_environment(settings: Settings) -> None:
     if settings.device.name == "multi_worker":
         cluster.from_environment()  # a malformed TF_CONFIG
     if isinstance(settings.tracking, MlflowTracking):
-        check_store(tracking_uri(settings.tracking))  # an unwritable store, a server down or refusing the login
+        with stop.deferred():  # they write to the store (a fresh one's tables, dead runs closed): never half of it
+            check_store(tracking_uri(settings.tracking))  # an unwritable store, a server down or refusing the login
+            if settings.resume:
+                from pipeline.tracking.resume import check_resumable  # MLflow's client: only to find the run
+
+                check_resumable(settings)  # no such run, a live one, another config, nothing for resume=last
 
 
 @contextlib.contextmanager
@@ -287,17 +292,18 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     multirun = MultirunParentRun.current()
     _pin_to_share(cfg, hydra, multirun.jobs if multirun else 1)
     with teed_to(output_dir / f"{hydra.job.name}.log"):
-        from pipeline.core import RunOptions, run_pipeline  # imports TensorFlow: once per process
-        from pipeline.memory import release_memory
+        with stop.deferred():  # a Ctrl-C inside TensorFlow's import too waits for the run's next safe point
+            from pipeline.core import RunOptions, run_pipeline  # imports TensorFlow: once per process
+            from pipeline.memory import release_memory
 
-        started = time.perf_counter()
-        try:
-            # Validated again: Hydra composed this job anew, in the process that runs it (a launcher's too).
-            result = run_pipeline(validate(cfg), RunOptions(overrides=list(hydra.overrides.task),
-                                                            parent_run_id=multirun.run_id if multirun else None))
-        finally:
-            if hydra.mode == RunMode.MULTIRUN:
-                release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
+            started = time.perf_counter()
+            try:
+                # Validated again: Hydra composed this job anew, in the process that runs it (a launcher's too).
+                result = run_pipeline(validate(cfg), RunOptions(overrides=list(hydra.overrides.task),
+                                                                parent_run_id=multirun.run_id if multirun else None))
+            finally:
+                if hydra.mode == RunMode.MULTIRUN:
+                    release_memory()  # the next job starts from a clean slate, as a sweep's next trial does
         print(f"\nTest metrics ({time.perf_counter() - started:.1f} s, output in {result.output_dir}):")
         for name in TEST_METRICS:
             print(f"  {name:<14} {result.test_metrics[name]:.4f}")

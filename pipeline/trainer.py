@@ -197,7 +197,7 @@ def train(
     model.steps_per_execution = steps_per_execution
     model.make_train_function(force=True)
     model.make_test_function(force=True)
-    with stop.deferred_during_training():
+    with stop.deferred():
         try:
             history = TRAINERS[settings.name](
                 settings=settings, model=model, train_batches=train_batches, val_batches=val_batches,

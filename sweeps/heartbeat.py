@@ -9,7 +9,6 @@ RetryFailedTrialCallback does, but on every storage); the retried trial then no 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -17,6 +16,9 @@ from types import TracebackType
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
+
+from pipeline import stop
+from pipeline.periodic import PeriodicThread
 
 HEARTBEAT = "heartbeat"
 RETRY_OF = "retry_of"  # on a queued retry: the number of the dead worker's trial it runs again
@@ -29,21 +31,18 @@ class Heartbeat:
     def __init__(self, trial: optuna.Trial, interval: float):
         self.trial = trial
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial.number}", daemon=True)
+        self._beats = PeriodicThread(interval, self._beat, name=f"heartbeat-{trial.number}")
 
     def __enter__(self) -> "Heartbeat":
-        self.trial.set_user_attr(HEARTBEAT, time.time())
-        self._thread.start()
+        self._beat()
+        self._beats.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._beats.stop()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.trial.set_user_attr(HEARTBEAT, time.time())
+        self.trial.set_user_attr(HEARTBEAT, time.time())
 
 
 def is_stale(trial: FrozenTrial, grace_period: float, now: float) -> bool:
@@ -81,4 +80,5 @@ def wait_for_running_trials(study: optuna.Study, poll_seconds: float, fail_stale
     """Block until no trial is RUNNING: other workers finish theirs, dead workers' trials turn FAIL."""
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         fail_stale()
-        time.sleep(poll_seconds)
+        with stop.interruptible():
+            time.sleep(poll_seconds)

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from pipeline import cli, hydra_app
+from pipeline import cli, hydra_app, stop
 from pipeline.errors import PipelineError
 
 CONFIG_NAME = "sweeps"
@@ -14,7 +15,8 @@ TRIALS_DIR_ALIASES = ("hydra.sweep.dir=", "hydra.run.dir=")
 
 
 def main(argv: list[str] | None = None) -> None:
-    with cli.reported_errors():
+    # A closed terminal too: the worker processes, in process groups of their own, would outlive this one.
+    with cli.reported_errors(stop_signals=(*stop.STOP_SIGNALS, signal.SIGHUP)):
         command = hydra_app.read(sys.argv[1:] if argv is None else argv)
         if command.multirun:
             raise PipelineError("-m: a sweep is many runs already; set sweep.n_trials (and sweep.n_workers)")

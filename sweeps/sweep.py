@@ -9,9 +9,10 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from pipeline import stop
 from pipeline.credentials import redact
 from pipeline.errors import PipelineError
-from pipeline.tracking.heartbeat import Heartbeat, close_dead_runs
+from pipeline.tracking.heartbeat import Heartbeat, close_dead_runs_once
 from pipeline.tracking.links import run_page_with_hint
 from pipeline.tracking.runs import FINISHED, KILLED
 from pipeline.worker_slots import plan_slots, visible_gpus
@@ -28,7 +29,13 @@ from sweeps.workers import REASON_ATTR, run_workers
 
 
 def run_sweep(overrides: list[str]) -> SweepSummary:
-    """Run the missing trials of the study (all of them the first time); PipelineError if none completed."""
+    """Run the missing trials of the study (all of them the first time); PipelineError if none completed. A Ctrl-C
+    waits for a safe point (pipeline.stop): the study's storage and the MLflow runs are never left half-written."""
+    with stop.deferred():
+        return _run_sweep(overrides)
+
+
+def _run_sweep(overrides: list[str]) -> SweepSummary:
     sweep = SweepContext.load(overrides)
     settings = sweep.sweep_settings
     configs = TrialConfigs(sweep.pipeline_overrides)
@@ -36,7 +43,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     study = open_study(settings, sweep.storage)
     parent_run_id = None
     if sweep.runs:
-        close_dead_runs(sweep.runs.client, sweep.runs.tracking)
+        close_dead_runs_once(sweep.runs.client, sweep.runs.tracking, sweep.runs.uri)  # an in-process worker: not again
     with sweep.lock():
         sweep.fail_stale_trials(study)
         baseline = baseline_values(settings.params, configs.build({})) if settings.baseline else {}
@@ -60,6 +67,7 @@ def run_sweep(overrides: list[str]) -> SweepSummary:
     parent_alive = Heartbeat(sweep.runs.client, parent_run_id, sweep.runs.tracking.stale_after).start() if (
         sweep.runs and parent_run_id) else None
     try:
+        stop.raise_if_requested()  # a Ctrl-C while the study and its parent run opened
         if settings.timeout is not None:  # counted from here: composing and opening the stores take seconds
             sweep = dataclasses.replace(sweep, deadline=time.time() + settings.timeout)
         slots = plan_slots(settings.n_workers, os.cpu_count() or 1, visible_gpus())

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import dataclasses
+import json
 import os
 import signal
+import subprocess
+import sys
 from typing import Sequence
 
 import optuna
 from optuna.trial import TrialState
 
+from pipeline import stop
 from pipeline.cli import reported_errors
 from pipeline.errors import PipelineError
 from pipeline.worker_slots import WorkerSlot
@@ -24,32 +28,39 @@ REASON_ATTR = "reason"
 
 
 def work(sweep: SweepContext, slot: WorkerSlot) -> None:
-    """Claim and run trials until the study holds sweep.n_trials of them."""
-    from pipeline.memory import release_memory
-    from sweeps.objective import TrialOutcome, TrialRunner  # imports TensorFlow: once per worker
+    """Claim and run trials until the study holds sweep.n_trials of them. A stop request waits for a safe point
+    (pipeline.stop): before the next trial, or one inside the trial's run; never one inside TensorFlow's import or
+    the study's storage (whose lock file every worker shares)."""
+    with stop.deferred():
+        from pipeline.memory import release_memory
+        from sweeps.objective import TrialOutcome, TrialRunner  # imports TensorFlow: once per worker
 
-    settings = sweep.sweep_settings
-    device = sweep.pipeline_settings.device
-    configs = TrialConfigs(
-        sweep.pipeline_overrides, slot.overrides(device.intra_op_threads, device.inter_op_threads)
-    )
-    epochs = sweep.pipeline_settings.trainer.total_epochs
-    study = open_study(settings, sweep.storage, pruner=make_pruner(settings, epochs))
-    study.sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(study)))
-    runner = TrialRunner(
-        settings.params, configs, settings.goals, settings.constraints, sweep.trials_dir, settings.trial_artifacts,
-        sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
-    )
-    claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials, sweep.stop_reason)
-    while (trial := claim_trial(study, *claim)) is not None:
-        try:
-            with Heartbeat(trial, settings.heartbeat_interval):
-                outcome = runner(trial)
-        except KeyboardInterrupt:  # the pipeline it interrupted closed the trial's run KILLED
-            _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"))
-            raise
-        _finish(sweep, study, trial, outcome)
-        release_memory()  # the next trial starts from a clean slate; peak memory stays flat over a long sweep
+        settings = sweep.sweep_settings
+        device = sweep.pipeline_settings.device
+        configs = TrialConfigs(
+            sweep.pipeline_overrides, slot.overrides(device.intra_op_threads, device.inter_op_threads)
+        )
+        epochs = sweep.pipeline_settings.trainer.total_epochs
+        study = open_study(settings, sweep.storage, pruner=make_pruner(settings, epochs))
+        study.sampler = make_sampler(settings, worker_seed(settings, sweep.location, slot.index, counted_trials(study)))
+        runner = TrialRunner(
+            settings.params, configs, settings.goals, settings.constraints, sweep.trials_dir,
+            settings.trial_artifacts, sweep.runs, study.user_attrs.get(PARENT_RUN_ATTR),
+        )
+        claim = (settings.n_trials, sweep.lock, sweep.deadline, sweep.fail_stale_trials, sweep.stop_reason)
+        while True:
+            stop.raise_if_requested()  # before claiming: a stopped worker leaves no trial behind
+            trial = claim_trial(study, *claim)
+            if trial is None:
+                return
+            try:
+                with Heartbeat(trial, settings.heartbeat_interval):
+                    outcome = runner(trial)
+            except KeyboardInterrupt:  # the pipeline it interrupted closed the trial's run KILLED
+                _finish(sweep, study, trial, TrialOutcome(TrialState.FAIL, reason="interrupted (Ctrl-C)"))
+                raise
+            _finish(sweep, study, trial, outcome)
+            release_memory()  # the next trial starts from a clean slate; peak memory stays flat over a long sweep
 
 
 def _finish(sweep, study, trial, outcome) -> None:
@@ -68,46 +79,69 @@ def _finish(sweep, study, trial, outcome) -> None:
     print(f"[sweep] trial {trial.number} {outcome.state.name}: {shown}{infeasible}", flush=True)
 
 
-def _worker_main(overrides: list[str], slot: WorkerSlot, deadline: float | None) -> None:
-    """A spawned worker process: pin its GPU before TensorFlow loads, then work (until the launcher's deadline).
-    A terminal's Ctrl-C reaches every process of the sweep; the workers leave it to the launcher, which passes each
-    one on as a SIGTERM: so one Ctrl-C is one stop request here, and a second one stops at once (pipeline.stop)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if slot.gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = slot.gpu
+def worker_command(sweep: SweepContext, slot: WorkerSlot) -> list[str]:
+    """The command line of one spawned worker (`python -m sweeps.workers` with what it needs, as JSON)."""
+    spec = {"overrides": sweep.overrides, "slot": dataclasses.asdict(slot), "deadline": sweep.deadline}
+    return [sys.executable, "-m", "sweeps.workers", json.dumps(spec)]
+
+
+def main(argv: list[str]) -> None:
+    """A spawned worker process: work until the study is done or the launcher's deadline passes."""
+    spec = json.loads(argv[0])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with reported_errors(stop_signals=(signal.SIGTERM,)):  # one-line errors and exit codes, as from the command line
-        work(SweepContext.load(overrides, deadline), slot)
+        work(SweepContext.load(spec["overrides"], spec["deadline"]), WorkerSlot(**spec["slot"]))
 
 
 def run_workers(sweep: SweepContext, slots: list[WorkerSlot]) -> None:
-    """Run the slots' workers: in this process for one, else as spawned processes (fresh TensorFlow each)."""
+    """Run the slots' workers: in this process for one, else as processes of their own (fresh TensorFlow each).
+
+    A spawned worker has a session (so a process group) of its own, so a terminal's Ctrl-C (sent to its foreground
+    group) reaches only this launcher, from the worker's first instant on; the launcher passes each Ctrl-C or SIGTERM on
+    to the workers as a SIGTERM: one Ctrl-C is one stop request there, a second one stops them at once
+    (pipeline.stop)."""
     if len(slots) == 1:
         work(sweep, slots[0])
         return
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker_main, args=(sweep.overrides, slot, sweep.deadline)) for slot in slots]
-    for process in processes:
-        process.start()
-    if _joined_passing_stops_on(processes):
+    processes: list[subprocess.Popen] = []
+    interrupted = False
+    try:
+        with stop.deferred():  # a Ctrl-C while they start waits until every started worker is known
+            for slot in slots:
+                gpu = {"CUDA_VISIBLE_DEVICES": slot.gpu} if slot.gpu is not None else {}  # before TensorFlow loads
+                processes.append(subprocess.Popen(worker_command(sweep, slot), env={**os.environ, **gpu},
+                                                  start_new_session=True))
+    except KeyboardInterrupt:
+        interrupted = True
+        _pass_stop_on(processes)
+    if _waited_passing_stops_on(processes) or interrupted:
         raise KeyboardInterrupt
-    failed = [p.exitcode for p in processes if p.exitcode not in (0, None)]
+    failed = [p.returncode for p in processes if p.returncode != 0]
     if failed:
         raise PipelineError(f"{len(failed)} of {len(processes)} worker processes failed (exit codes {failed})")
 
 
-def _joined_passing_stops_on(processes: Sequence[multiprocessing.process.BaseProcess]) -> bool:
+def _waited_passing_stops_on(processes: Sequence[subprocess.Popen]) -> bool:
     """Wait for every worker; each Ctrl-C or SIGTERM this launcher gets meanwhile goes on to the live workers as a
     SIGTERM. Whether one came."""
     interrupted = False
     waiting = list(processes)
     while waiting:
         try:
-            waiting[0].join()
+            with stop.interruptible():
+                waiting[0].wait()
             waiting.pop(0)
         except KeyboardInterrupt:
             interrupted = True
-            for process in waiting:
-                if process.is_alive() and process.pid:
-                    os.kill(process.pid, signal.SIGTERM)
+            _pass_stop_on(waiting)
     return interrupted
+
+
+def _pass_stop_on(processes: Sequence[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +19,9 @@ from types import TracebackType
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
 
+from pipeline import checkpoint_files
 from pipeline.config import MlflowTracking
+from pipeline.periodic import PeriodicThread
 from pipeline.tracking.runs import KILLED, RUNNING, close_run
 
 HEARTBEAT_TAG = "heartbeat"
@@ -29,8 +30,8 @@ PID_TAG = "pid"
 STALE_AFTER_TAG = "stale_after"
 KILLED_REASON_TAG = "killed_reason"
 LONGEST_INTERVAL_S = 60.0
+_swept_for_dead_runs: set[tuple[str, str]] = set()  # (tracking uri, experiment): where this process closed them
 OUTPUT_DIR_TAG = "output_dir"  # provenance's: where the run's process wrote its checkpoints
-CHECKPOINT_FOLDER = "checkpoints"  # pipeline.checkpoints.FOLDER (that module imports Keras)
 
 
 class Heartbeat:
@@ -39,21 +40,18 @@ class Heartbeat:
     def __init__(self, client: MlflowClient, run_id: str, stale_after: float):
         self.client, self.run_id, self.stale_after = client, run_id, stale_after
         self.interval = min(stale_after / 4, LONGEST_INTERVAL_S)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"mlflow-heartbeat-{run_id[:8]}", daemon=True)
+        self._beats = PeriodicThread(self.interval, self._beat_quietly, name=f"mlflow-heartbeat-{run_id[:8]}")
 
     def start(self, recorded: bool = False) -> Heartbeat:
         """`recorded`: the run was created with `liveness_tags` already (no request of its own)."""
         if not recorded:
             tags = liveness_tags(self.stale_after)
             self.client.log_batch(self.run_id, tags=[RunTag(key, value) for key, value in tags.items()])
-        self._thread.start()
+        self._beats.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        self._beats.stop()
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -64,12 +62,11 @@ class Heartbeat:
     def beat(self) -> None:
         self.client.set_tag(self.run_id, HEARTBEAT_TAG, _now())
 
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # noqa: BLE001 - a store hiccup must not stop training; the next beat tries again
-                pass
+    def _beat_quietly(self) -> None:
+        try:
+            self.beat()
+        except Exception:  # noqa: BLE001 - a store hiccup must not stop training; the next beat tries again
+            pass
 
 
 def liveness_tags(stale_after: float) -> dict[str, str]:
@@ -125,11 +122,19 @@ def close_dead_run(client: MlflowClient, run: Run, reason: str) -> None:
     """KILLED, with `reason` (why it is dead, where it ran) as its `killed_reason` tag; the checkpoints
     its process left in its output folder (when this machine sees that folder) are logged first, as a run that ends
     KILLED by Ctrl-C logs them, so that resume continues from them."""
-    left = Path(run.data.tags.get(OUTPUT_DIR_TAG, "")) / CHECKPOINT_FOLDER
+    left = Path(run.data.tags.get(OUTPUT_DIR_TAG, "")) / checkpoint_files.FOLDER
     if run.data.tags.get(OUTPUT_DIR_TAG) and left.is_dir() and any(left.iterdir()):
-        client.log_artifacts(run.info.run_id, str(left), CHECKPOINT_FOLDER)
+        client.log_artifacts(run.info.run_id, str(left), checkpoint_files.FOLDER)
     client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
     close_run(client, run.info.run_id, KILLED)
+
+
+def close_dead_runs_once(client: MlflowClient, tracking: MlflowTracking, uri: str) -> None:
+    """close_dead_runs at this process's first start on the store and experiment: a start's job, not each run's (a
+    multirun's jobs and a sweep worker's trials would search the store each time)."""
+    if (uri, tracking.experiment) not in _swept_for_dead_runs:
+        close_dead_runs(client, tracking)
+        _swept_for_dead_runs.add((uri, tracking.experiment))
 
 
 def close_dead_runs(client: MlflowClient, tracking: MlflowTracking) -> list[str]:

@@ -1,12 +1,12 @@
-"""One MLflow run from start to its final status: create or re-open (resume=<run id> or resume=last), record the
-config, keep a heartbeat, close as it ended. Each start first closes the experiment's dead runs (tracking.heartbeat)."""
+"""One MLflow run from start to its final status: create or re-open (the run `tracking.resume` finds), record the
+config, keep a heartbeat, close as it ended. A process's first run first closes the experiment's dead runs
+(tracking.heartbeat)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
-import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,29 +17,19 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Param, Run, RunTag
 from mlflow.environment_variables import MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, MLFLOW_TRACKING_URI
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-from pipeline import checkpoints
-from pipeline.compose import flatten
+from pipeline import checkpoint_files
 from pipeline.config import RESUME_LAST, MlflowTracking, Settings
 from pipeline.credentials import redact
-from pipeline.errors import PipelineError, TrainingStopped, one_line
+from pipeline.errors import TrainingStopped, one_line
 from pipeline.tracking import heartbeat, tensorboard
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
-from pipeline.tracking.runs import FAILED, FINISHED, KILLED, RUNNING, create_run
+from pipeline.tracking.resume import resumed_run, run_params
+from pipeline.tracking.runs import FAILED, FINISHED, KILLED, create_run
 from pipeline.tracking.store import check_store, tracking_uri
 
-NOT_PARAMS = ("resume", "output_dir")  # where and how this process runs, not what the run is
-# A resumed run may differ from the original only in these (longer training, another machine, tracking options).
-# Settings that change how fast or where a run trains, not what it learns.
-RESUMABLE_CHANGES = (
-    "trainer.epochs", "trainer.fine_tune.epochs", "trainer.verbose", "trainer.steps_per_execution",
-    "trainer.jit_compile", "device.", "tracking.",
-)
-RESUMABLE_STATUSES = (KILLED, FAILED)
 ERROR_TAG_LENGTH = 500
 # MLflow samples system metrics every 10 s by default and drops a sample cut short by the run's end: a run
 # shorter than that would record none. MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL, when set, wins.
@@ -55,9 +45,11 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     uri = tracking_uri(tracking)
     check_store(uri)
     client = MlflowClient(uri)
-    heartbeat.close_dead_runs(client, tracking)
-    params = {key: value for key, value in flatten(settings).items() if key not in NOT_PARAMS}
-    run = _resumed_run(client, tracking, settings.resume, params, uri) if settings.resume else None
+    heartbeat.close_dead_runs_once(client, tracking, uri)
+    params = run_params(settings)
+    run = resumed_run(client, tracking, settings.resume, params, uri) if settings.resume else None
+    if run and settings.resume == RESUME_LAST:
+        print(f"resume=last: continuing run {run.info.run_id} ({run.info.run_name}, {run.info.status})", flush=True)
     with process_tracking_uri(uri):
         # The caller's tags (a sweep trial's number) and the liveness tags from the start: a run stopped before its
         # config is recorded is still found by them.
@@ -121,71 +113,6 @@ def _run_name(settings: Settings, run_id: str) -> str:
     return tracking.run_name or f"{settings.model.name}-{optimizer.name}-lr{optimizer.learning_rate:g}-{run_id[:6]}"
 
 
-def _resumed_run(client: MlflowClient, tracking: MlflowTracking, resume: str, params: dict[str, object],
-                 uri: str) -> Run:
-    """The run `resume` names (an id, or `last`), checked to be continued with this config; start_run re-opens it."""
-    if resume == RESUME_LAST:
-        return _last_resumable(client, tracking, params)
-    try:
-        run = client.get_run(resume)
-    except MlflowException as error:
-        if error.error_code != ErrorCode.Name(RESOURCE_DOES_NOT_EXIST) and "not found" not in str(error).lower():
-            raise
-        raise PipelineError(f"resume={resume}: no such run in {uri}") from None
-    if run.info.status == RUNNING:
-        run = _closed_if_dead(client, run, tracking)
-    status = run.info.status
-    if status not in RESUMABLE_STATUSES:
-        raise PipelineError(f"resume={resume}: the run is {status}; only a KILLED or FAILED run can be resumed")
-    mismatch = _config_mismatch(run, params)
-    if mismatch:
-        original = run.data.tags.get("overrides", "")
-        raise PipelineError(f"resume={resume}: {mismatch}; resume with the run's own overrides: {original or '(none)'}")
-    return run
-
-
-def _closed_if_dead(client: MlflowClient, run: Run, tracking: MlflowTracking) -> Run:
-    """A RUNNING run asked for by id: closed KILLED now if its heartbeat is stale or its process is gone from this
-    machine; refused in one line while it still runs."""
-    now = time.time()
-    if heartbeat.is_dead(run, tracking.stale_after, now):
-        reason = heartbeat.stale_reason(run, now)
-    elif heartbeat.process_is_gone(run):
-        reason = f"its process is gone ({heartbeat.whereabouts(run, now)})"
-    else:
-        raise PipelineError(f"resume={run.info.run_id}: the run is still running {heartbeat.whereabouts(run, now)}; "
-                            "stop it first (Ctrl-C), or resume it once its heartbeat is older than "
-                            f"tracking.stale_after={tracking.stale_after:g}s")
-    heartbeat.close_dead_run(client, run, reason)
-    return client.get_run(run.info.run_id)
-
-
-def _last_resumable(client: MlflowClient, tracking: MlflowTracking, params: dict[str, object]) -> Run:
-    """The most recently started KILLED or FAILED run of the experiment (dead ones were closed at start) that has
-    this config and a checkpoint to continue from. Parent runs (no params) never match; nor does a sweep trial,
-    unless its sampled values are the command's."""
-    experiment = client.get_experiment_by_name(tracking.experiment)
-    candidates = [] if experiment is None else client.search_runs(
-        [experiment.experiment_id], order_by=["attributes.start_time DESC"],
-        filter_string=f"attributes.status != '{RUNNING}' and attributes.status != '{FINISHED}'")  # no IN for status
-    for run in candidates:
-        matches = run.info.status in RESUMABLE_STATUSES and run.data.params and _config_mismatch(run, params) is None
-        if matches and client.list_artifacts(run.info.run_id, checkpoints.FOLDER):
-            print(f"resume=last: continuing run {run.info.run_id} ({run.info.run_name}, {run.info.status})", flush=True)
-            return run
-    raise PipelineError(f"resume=last: no KILLED, FAILED or dead run of experiment {tracking.experiment} has this "
-                        "config and a checkpoint; run it without resume, or give the run's own overrides")
-
-
-def _config_mismatch(run: Run, params: dict[str, object]) -> str | None:
-    """The first setting this config changes in the run beyond RESUMABLE_CHANGES, as `key=new but the run has old`."""
-    for key, value in params.items():
-        recorded = run.data.params.get(key)
-        if recorded is not None and recorded != str(value) and not key.startswith(RESUMABLE_CHANGES):
-            return f"{key}={value} but the run has {key}={recorded}"
-    return None
-
-
 def _new_params(run: Run, params: dict[str, object]) -> dict[str, object]:
     """MLflow params are write-once: a resumed run logs only keys it does not have yet."""
     return {key: value for key, value in params.items() if key not in run.data.params}
@@ -210,7 +137,7 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
     client, run_id = tracker.client, tracker.run_id
     try:
         tracker.close()
-        for folder in (checkpoints.FOLDER, tensorboard.FOLDER):
+        for folder in (checkpoint_files.FOLDER, tensorboard.FOLDER):
             saved = output_dir / folder
             if saved.is_dir() and any(saved.iterdir()):
                 client.log_artifacts(run_id, str(saved), folder)

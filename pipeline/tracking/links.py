@@ -7,6 +7,7 @@ or multirun's parent run expandable to its children.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pipeline.config import MlflowTracking
@@ -15,6 +16,7 @@ from pipeline.tracking.store import sqlite_path, tracking_uri
 UI_HOST = "127.0.0.1"  # `python -m pipeline.ui` serves here: this machine only, the UI has no authentication
 UI_PORT = 5000
 UI_PORT_FILE = "ui-port"
+PORT_CHECK_TIMEOUT_S = 1.0
 MODEL_TRAINING = "workflowType=machine_learning"
 
 
@@ -34,11 +36,22 @@ def ui_port_file(uri: str) -> Path | None:
 
 
 def served_port(uri: str) -> int | None:
+    """The port noted for this store, while something listens there: a UI killed without a word (kill -9, with its
+    server) leaves its note behind, and a link to a dead port is worse than the default one."""
     noted = ui_port_file(uri)
     try:
-        return int(noted.read_text()) if noted else None
+        port = int(noted.read_text()) if noted else None
     except (OSError, ValueError):  # no UI running (or one that just stopped)
         return None
+    return port if port and _listening(port) else None
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection((UI_HOST, port), timeout=PORT_CHECK_TIMEOUT_S):  # refused at once if none
+            return True
+    except OSError:
+        return False
 
 
 def experiment_page(uri: str, experiment_id: str, port: int | None = None) -> str:

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
-from pipeline import checkpoints
+from pipeline import checkpoint_files
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
 from pipeline.tracking.datasets import SKIPPED_IMAGES, log_dataset_inputs
@@ -40,11 +40,11 @@ class CheckpointSource(RunTracker):
 
 
 def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
-    if not client.list_artifacts(run_id, checkpoints.FOLDER):
+    if not client.list_artifacts(run_id, checkpoint_files.FOLDER):
         return False
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        fetched = Path(client.download_artifacts(run_id, checkpoints.FOLDER, scratch))
+        fetched = Path(client.download_artifacts(run_id, checkpoint_files.FOLDER, scratch))
         for file in fetched.iterdir():
             shutil.move(file, into / file.name)
     return True

@@ -137,6 +137,18 @@ def test_a_bad_checkpoint_interval_fails_in_one_line_before_tensorflow_loads(eve
     assert mlflow_store.runs() == []
 
 
+@pytest.mark.parametrize(("stale_after", "expected"), [
+    ("-1", "tracking.stale_after=-1: input should be greater than 0"),
+    ("5 parsecs", "tracking.stale_after='5 parsecs': expected seconds or a number with s, m or h (600, 30m, 2h)"),
+])
+def test_a_bad_stale_after_fails_in_one_line_before_tensorflow_loads(stale_after, expected, mlflow_store):
+    result = run_cli_noting_tensorflow(f"tracking.stale_after={stale_after}", mlflow_store.override)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {expected}"], result.stderr
+    assert result.stdout.strip().endswith("tensorflow imported: False")
+    assert mlflow_store.runs() == []
+
+
 def test_flatten_gives_dotted_params():
     flat = flatten(validate(compose_config(["optimizer=sgd"])))
     assert flat["optimizer.name"] == "sgd"

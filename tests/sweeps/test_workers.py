@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -123,3 +124,35 @@ def test_a_terminals_ctrl_c_reaches_two_workers_through_the_launcher_and_stops_b
     assert study_of(overrides).trials[interrupted.number].state == TrialState.FAIL
     _, parents, children = runs_of(overrides)
     assert parents[0].info.status == "KILLED" and children[interrupted.number].info.status == "KILLED"
+
+
+def processes_naming(folder) -> list[str]:
+    """The command lines of the live processes that name `folder` (a sweep's workers carry their overrides)."""
+    lines = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # not a process, or one that just ended
+            continue
+        if str(folder) in cmdline and proc.name != str(os.getpid()):
+            lines.append(cmdline)
+    return lines
+
+
+@pytest.mark.slow
+def test_a_terminals_ctrl_c_while_the_workers_start_stops_them_all_quietly(sweep_overrides, tmp_path):
+    overrides = [*sweep_overrides, "sweep.n_trials=4", "sweep.n_workers=2", "sweep.pruner=none", "trainer.epochs=200"]
+    process = subprocess.Popen([sys.executable, "-m", "sweeps.run", *overrides], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith("[sweep] MLflow parent run:"):  # the launcher starts its workers next
+            break
+    os.killpg(process.pid, signal.SIGINT)  # workers being spawned, or importing their modules
+    output, _ = process.communicate(timeout=180)
+    output = "".join(seen) + output
+    assert process.returncode == 130, output[-2000:]
+    assert "Traceback" not in output, output[-2000:]
+    assert processes_naming(tmp_path) == []  # no worker left running the sweep on its own
+    assert [t.state for t in study_of(overrides).trials if t.state == TrialState.RUNNING] == []

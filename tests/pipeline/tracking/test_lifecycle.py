@@ -273,6 +273,58 @@ def test_resume_of_a_run_killed_without_a_word_closes_it_at_once_and_continues_i
     _continued_to_the_end(mlflow_store, run_id, resumed, done, total, "its process is gone (on ")
 
 
+# Checkpoints inside an epoch: small batches, one step per call, a checkpoint every 5 steps.
+INSIDE_EPOCHS = ["trainer.batch_size=4", "trainer.steps_per_execution=1", "trainer.checkpoint.every=5 steps"]
+
+
+def _killed_inside_an_epoch(store, folder: Path, *overrides: str) -> tuple[str, dict]:
+    """A run SIGKILLed once it has a checkpoint inside an epoch: its run id and the state it left."""
+    process = start_run(store.override, "trainer.epochs=500", *INSIDE_EPOCHS, f"output_dir={folder}", *overrides)
+    state_file = folder / "checkpoints" / "state.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not (state_file.exists() and json.loads(state_file.read_text())["epoch_steps"]):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    state = json.loads(state_file.read_text())
+    assert state["epoch_steps"] > 0, state  # the last checkpoint is inside an epoch
+    (run,) = store.runs()
+    assert run.info.status == "RUNNING"  # nothing left to close it
+    return run.info.run_id, state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resume", ["id", "last"])
+def test_a_run_killed_inside_an_epoch_is_continued_there_and_finishes_with_the_uninterrupted_runs_steps(
+    mlflow_store, tmp_path, resume
+):
+    import keras
+
+    from pipeline.data import load_data
+    from pipeline.trainer import steps_in_epoch
+
+    # resume=<id> sees at once that the process is gone (a heartbeat fresh for minutes); resume=last waits for it to go
+    # stale, which the pre-flight sees.
+    stale_after = "tracking.stale_after=2s" if resume == "last" else "tracking.stale_after=300s"
+    run_id, state = _killed_inside_an_epoch(mlflow_store, tmp_path / "first", stale_after)
+    done, total = state["epochs_done"], state["epochs_done"] + 2
+    if resume == "last":
+        time.sleep(2.5)  # its heartbeat is stale now
+    which = run_id if resume == "id" else resume
+    resumed = start_run(mlflow_store.override, stale_after, *INSIDE_EPOCHS, f"resume={which}",
+                        f"trainer.epochs={total}", f"output_dir={tmp_path / 'second'}")
+    killed_reason = "its process is gone (on " if resume == "id" else "no heartbeat since "
+    stdout = _continued_to_the_end(mlflow_store, run_id, resumed, done, total, killed_reason)
+    assert f"epoch {done + 1} from step {state['epoch_steps'] + 1}" in stdout
+    settings = settings_for("data.max_train_samples=200", *INSIDE_EPOCHS)
+    model = keras.saving.load_model(tmp_path / "second" / "checkpoints" / "last.keras")
+    # Every step of every epoch once: the steps the killed process ran after its checkpoint were lost, not doubled.
+    assert int(model.optimizer.iterations) == total * steps_in_epoch(load_data(settings.data), 4)
+
+
 @pytest.mark.slow
 def test_a_live_run_is_never_closed_by_another_start_and_its_resume_is_refused(mlflow_store, tmp_path):
     import socket
