@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline.checkpoints import BEST, FOLDER, LAST, STATE
+from pipeline.checkpoint_files import BEST, FOLDER, LAST, STATE
 from pipeline.compose import validate
 from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
