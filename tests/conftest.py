@@ -15,6 +15,11 @@ pytest_plugins = ["tests.mlflow_fixtures"]
 QUICK = ["trainer.epochs=2", "trainer.verbose=0", "data.max_train_samples=400"]
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    # Each worker runs TensorFlow with its own thread pools and memory; past a few, workers only contend.
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Logical devices can only be configured before TensorFlow starts its runtime, so do it first thing.
     from pipeline.device import split_cpu
