@@ -4,7 +4,7 @@ the file Keras fetches into `<KERAS_HOME or ~/.keras>/models/` (cached, or downl
 
 Pure Python: Keras's own constructors hold this knowledge only in code that runs after TensorFlow has loaded and
 the network is built. `tests/pipeline/test_backbones.py` checks the table against `keras.applications` itself:
-the same constructors, and the file each would fetch.
+the same constructors, and the file Keras fetches for one backbone of each naming rule.
 """
 
 from __future__ import annotations
