@@ -34,12 +34,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+from mlflow import MlflowClient
 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 from pipeline import tracking
 from pipeline.compose import compose_config, validate
 from pipeline.core import RunOptions, run_pipeline
-from pipeline.tracking import heartbeat, lifecycle, mlflow_tracker
+from pipeline.tracking import heartbeat, lifecycle, mlflow_tracker, tensorboard_runs
 
 Timings = dict[str, list[float]]
 FIXED_PARTS = ("start: store, run, params, tags, config", "datasets", "model logging",
@@ -68,15 +69,14 @@ def main() -> None:
         variants = {"local": [*local, "tracking.tensorboard=false"], "none": [*common, "tracking=none"],
                     "local, no system metrics": [*local, "tracking.tensorboard=false", "tracking.system_metrics=false"],
                     "local, tensorboard": [*local, "tracking.tensorboard=true"]}
-        from mlflow import MlflowClient
-
         Path(scratch, "mlruns").mkdir()
         MlflowClient(uri).search_experiments()  # a fresh database's migrations are not a per-run cost
         timings: Timings = defaultdict(list)
         with instrumented(timings, tensorboard.RunTensorBoard, hooks):
             for variant in variants.values():  # warm-up pair
                 run_pipeline(validate(compose_config(variant)), RunOptions(overrides=variant))
-            first_tensorboard = tensorboard_import + sum(sum(timings[f"tensorboard {hook}"]) for hook in hooks)
+            first_tensorboard = tensorboard_import + sum(sum(timings[f"tensorboard {hook}"])
+                                                         for hook in [*hooks, "upload"])
             dead_run_check = timings["dead-run check"]  # once per process and store: the warm-up's first start
             timings.clear()
             wall: Timings = defaultdict(list)
@@ -126,8 +126,9 @@ def main() -> None:
 def report_tensorboard(wall: Timings, epoch_times: Timings, timings: Timings, hooks: list[str], epochs: int,
                        first: float) -> None:
     """tracking.tensorboard=true against tracking=local: per run (wall time, and what runs once: the hooks of
-    TENSORBOARD_ONCE and the first epoch's end, which creates the validation writer), and per epoch (the median
-    later epoch's end plus the other hooks' time per epoch) against the median epoch."""
+    TENSORBOARD_ONCE, the first epoch's end, which creates the validation writer, and the logs' upload as the run
+    closes), and per epoch (the median later epoch's end plus the other hooks' time per epoch) against the median
+    epoch."""
     per_run = [on - off for on, off in zip(wall["local, tensorboard"], wall["local"])]
     print(f"  tensorboard: wall-time cost per run (on - off), median {statistics.median(per_run):+.3f} s  "
           f"(target <= 0.2; single pairs {min(per_run):+.3f} to {max(per_run):+.3f} s)")
@@ -136,8 +137,9 @@ def report_tensorboard(wall: Timings, epoch_times: Timings, timings: Timings, ho
     first_epochs, later_epochs = epoch_ends[::len(epoch_ends) // runs], [
         value for index, value in enumerate(epoch_ends) if index % (len(epoch_ends) // runs)]
     once_hooks = [hook for hook in TENSORBOARD_ONCE if hook in hooks]
-    once = [sum(timings[f"tensorboard {hook}"][run] for hook in once_hooks) + first_epochs[run] for run in range(runs)]
-    print(f"    once per run ({', '.join(once_hooks)}, first epoch's end), median "
+    once = [sum(timings[f"tensorboard {hook}"][run] for hook in [*once_hooks, "upload"]) + first_epochs[run]
+            for run in range(runs)]
+    print(f"    once per run ({', '.join(once_hooks)}, first epoch's end, upload), median "
           f"{1000 * statistics.median(once):.1f} ms; a process's first such run (its hooks and TensorBoard's imports) "
           f"{first:.3f} s")
     other_hooks = sum(sum(timings[f"tensorboard {hook}"]) for hook in hooks
@@ -150,6 +152,8 @@ def report_tensorboard(wall: Timings, epoch_times: Timings, timings: Timings, ho
           f"{1000 * statistics.median(epoch_times['local']):.1f} ms")
     for hook in hooks:
         print(f"    {hook:<46} {1000 * sum(timings[f'tensorboard {hook}']) / epochs:.2f} ms per epoch (all epochs)")
+    print(f"    {'upload of the logs (artifacts tensorboard/)':<46} "
+          f"{1000 * statistics.median(timings['tensorboard upload']):.2f} ms per run, median")
 
 
 @contextlib.contextmanager
@@ -175,6 +179,18 @@ def instrumented(timings: Timings, tensorboard: type, tensorboard_hooks: list[st
     wrap(SystemMetricsMonitor, "start", "system metrics start")
     wrap(SystemMetricsMonitor, "finish", "system metrics stop")
     wrap(SystemMetricsMonitor, "monitor", "system metrics thread", clock=time.thread_time)  # its CPU time
+    upload = MlflowClient.log_artifacts
+    originals.append((MlflowClient, "log_artifacts", upload))
+
+    def timed_upload(client: MlflowClient, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            upload(client, run_id, local_dir, artifact_path)
+        finally:
+            if artifact_path == tensorboard_runs.FOLDER:  # the TensorBoard logs, as the run closes
+                timings["tensorboard upload"].append(time.perf_counter() - started)
+
+    MlflowClient.log_artifacts = timed_upload
     original_run = tracking.tracked_run
     originals.append((tracking, "tracked_run", original_run))
     tracking.tracked_run = timed_run(original_run, timings)
