@@ -400,9 +400,9 @@ class MlflowTracking(Schema):
     system_metrics: bool = True  # CPU, memory, disk, network, GPU: did the device placement do what was asked?
     # A RUNNING run whose heartbeat is older than this died without a word (kill -9): the next start closes it KILLED.
     stale_after: Duration = 300.0
-    tensorboard: bool = False  # TensorBoard logs beside MLflow's (pipeline/tracking/tensorboard.py)
+    tensorboard: bool = True  # TensorBoard logs beside MLflow's (pipeline/tracking/tensorboard.py)
     tensorboard_histograms: bool = False  # weight histograms every epoch
-    # Training scalars also every N compiled calls (Keras's TensorBoard update_freq), not only per epoch.
+    # Training scalars also every N compiled calls (as Keras's TensorBoard update_freq), not only per epoch.
     tensorboard_update_freq: Union[Literal["epoch"], int] = "epoch"
 
     @field_validator("tensorboard_update_freq", mode="before")

@@ -23,7 +23,7 @@ from pipeline import checkpoint_files
 from pipeline.config import RESUME_LAST, MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import TrainingStopped, one_line
-from pipeline.tracking import heartbeat, tensorboard
+from pipeline.tracking import heartbeat, tensorboard_runs
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.resume import resumed_run, run_params
@@ -137,7 +137,7 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
     client, run_id = tracker.client, tracker.run_id
     try:
         tracker.close()
-        for folder in (checkpoint_files.FOLDER, tensorboard.FOLDER):
+        for folder in (checkpoint_files.FOLDER, tensorboard_runs.FOLDER):
             saved = output_dir / folder
             if saved.is_dir() and any(saved.iterdir()):
                 client.log_artifacts(run_id, str(saved), folder)

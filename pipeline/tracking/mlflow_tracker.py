@@ -7,7 +7,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -23,9 +23,11 @@ from pipeline.tracking.epochs import EpochLogger, MetricWriter
 from pipeline.tracking.heartbeat import Heartbeat
 from pipeline.tracking.logged_models import load_while_training, log_keras_model
 from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
-from pipeline.tracking.tensorboard import FOLDER as TENSORBOARD
-from pipeline.tracking.tensorboard import RunTensorBoard
+from pipeline.tracking.tensorboard_runs import FOLDER as TENSORBOARD
 from pipeline.tracking.tracker import RunTracker
+
+if TYPE_CHECKING:
+    from pipeline.tracking.tensorboard import RunTensorBoard
 
 
 class CheckpointSource(RunTracker):
@@ -71,10 +73,14 @@ class MlflowRunTracker(RunTracker):
         self.settings = settings
         self.epoch_metrics = MetricWriter(client, run_id)
         self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start(recorded=liveness_recorded)
-        self.tensorboard = RunTensorBoard(output_dir / TENSORBOARD, settings) if settings.tensorboard else None
+        self.tensorboard: RunTensorBoard | None = None
+        if settings.tensorboard:
+            from pipeline.tracking.tensorboard import RunTensorBoard  # TensorBoard's modules: only for runs with logs
+
+            self.tensorboard = RunTensorBoard(output_dir / TENSORBOARD, settings)
 
     def epoch_callbacks(self) -> list[keras.callbacks.Callback]:
-        return [RunEpochLogger(self.epoch_metrics), *filter(None, [self.tensorboard])]
+        return [RunEpochLogger(self.epoch_metrics), *(self.tensorboard.callbacks() if self.tensorboard else [])]
 
     def log_datasets(self, data: Dataset) -> None:
         """Lineage by name and digest (see tracking.datasets), and the list of images left out as bad."""

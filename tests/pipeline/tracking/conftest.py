@@ -22,7 +22,7 @@ def finished(tmp_path_factory, mlflow_template_db):
     folder = tmp_path_factory.mktemp("tracked")
     store = new_store(folder, mlflow_template_db)
     overrides = [*QUICK, f"trainer.epochs={EPOCHS}", store.override, f"output_dir={folder / 'out'}",
-                 "tracking.register_as=digits-mlp"]
+                 "tracking.register_as=digits-mlp", "tracking.tensorboard=false"]  # TensorBoard: test_tensorboard
     result = run_pipeline(validate(compose_config(overrides)),
                           RunOptions(overrides=overrides, run_tags={"sweep": "none"}))
     return store, result, store.client().get_run(result.run_id)
