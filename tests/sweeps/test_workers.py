@@ -79,7 +79,7 @@ def test_a_worker_killed_with_sigkill_has_its_trial_run_again_and_the_study_gets
     study = study_of(overrides)
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1 and len(states) == 4, \
-        restarted.stdout[-3000:]
+        restarted.stdout[-3000:] + restarted.stderr[-3000:]
     assert study.trials[killed.number].state == TrialState.FAIL
     (retry,) = [t for t in study.trials if t.user_attrs.get(RETRY_OF) == killed.number]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
