@@ -143,8 +143,9 @@ class AfterStartUp:
 def run_server(command: list[str], env: dict[str, str], output: ServerOutput) -> int:
     """Run a server until it stops, or until Ctrl-C or SIGTERM stops it (130); its exit code. The server runs in its
     own process group, which a stop request ends whole (MLflow's launcher and its uvicorn; TensorBoard's data
-    server)."""
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    server), under pipeline.server_guard, which ends it too if this process is killed without a word."""
+    guarded = [sys.executable, "-m", "pipeline.server_guard", str(os.getpid()), *command]
+    server = subprocess.Popen(guarded, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                               start_new_session=True)
     try:
         assert server.stdout is not None

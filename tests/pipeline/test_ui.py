@@ -130,6 +130,27 @@ def test_open_shows_the_experiment_page_in_the_browser_once_the_server_answers(m
     assert experiment_page(mlflow_store.uri, experiment).startswith(f"http://127.0.0.1:{UI_PORT}/")  # UI gone
 
 
+@pytest.mark.slow
+def test_the_server_ends_with_a_ui_killed_with_sigkill(mlflow_store):
+    port = free_port()
+    ui = subprocess.Popen([sys.executable, "-m", "pipeline.ui", "--port", str(port), mlflow_store.override],
+                          cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ui.stdout.readline()
+        wait_until_healthy(f"http://127.0.0.1:{port}", ui)
+    finally:
+        ui.kill()  # kill -9: no handler of the UI's runs
+        ui.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+        except OSError:  # nothing listens there any more
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the MLflow server still answers on port {port} 30 s after its UI was killed")
+
+
 def test_ui_binds_localhost_and_checks_its_port():
     assert split_options(["--port", "5123", "tracking.uri=sqlite:////x.db"]) == UiOptions(
         5123, False, ["tracking.uri=sqlite:////x.db"])
