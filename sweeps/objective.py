@@ -23,6 +23,7 @@ from pipeline.tracking.runs import FAILED, FINISHED, KILLED, close_run
 from sweeps.mlflow_runs import FOLD_TAG, MODEL_ID_ATTR, RUN_ID_ATTR, SweepRuns
 from sweeps.objective_checks import is_epoch_metric
 from sweeps.pareto import INFEASIBLE_ATTR, dominates
+from sweeps.report import EPOCHS_ATTR
 from sweeps.settings import Constraint, Objective, Param, TrialArtifacts
 from sweeps.space import suggest
 from sweeps.trial_config import Scalar, TrialConfigs, as_overrides
@@ -165,6 +166,7 @@ class TrialRunner:
         if self.runs:
             run(self.runs.start_trial_run(trial, values, self.parent_run_id))
         scores: list[float] = []
+        epochs = 0
         outcome: TrialOutcome | None = None
         alive = Heartbeat(self.runs.client, run.run_id, self.runs.tracking.stale_after).start() if (
             self.runs and run.run_id) else None
@@ -181,6 +183,8 @@ class TrialRunner:
                     parent_run_id=run.run_id or self.parent_run_id, run_tags=tags,
                     log_artifacts_if=lambda history, metrics: self.artifacts == "all",
                 ))
+                epochs += len(result.history["loss"])
+                trial.set_user_attr(EPOCHS_ATTR, epochs)
                 score = objective_value(result.history, {**result.test_metrics, **result.costs}, goal)
                 if not math.isfinite(score):
                     raise NonFiniteObjective(f"{goal.metric}={score} in fold {index}")

@@ -31,6 +31,7 @@ from sweeps.space import values_from_params
 from sweeps.trial_config import Scalar, format_value, reproduce_command
 
 BASELINE_ATTR = "baseline"  # on trial 0 of a study: the command's own config
+EPOCHS_ATTR = "epochs_trained"  # on a cross-validated trial: the epochs of all its folds (its reported steps are folds)
 TOP = 5
 
 PLOTS: dict[str, Callable[[optuna.Study], object]] = {
@@ -122,8 +123,8 @@ class SweepSummary:
 
 
 def epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
-    """Epochs a trial ran (its reported steps); pruned trials stop early, which is the point."""
-    return len(trial.intermediate_values)
+    """Epochs a trial ran (its reported steps, or its folds' epochs); pruned trials stop early, which is the point."""
+    return int(trial.user_attrs.get(EPOCHS_ATTR, len(trial.intermediate_values)))
 
 
 def top_trials(trials: Sequence[FrozenTrial], params: Mapping[str, Param], direction: str) -> list[RankedTrial]:

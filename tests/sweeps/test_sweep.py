@@ -299,6 +299,7 @@ def test_three_folds_give_three_results_per_trial_and_a_bad_trial_is_pruned_befo
     assert rates == [1e-7, 0.02, 1e-7]
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
     assert [len(t.intermediate_values) for t in study.trials] == [3, 3, 2]
+    assert summary.epochs_trained == (3 + 3 + 2) * 2  # every fold's epochs (trainer.epochs=2), not the folds
     assert study.trials[1].value == pytest.approx(sum(study.trials[1].intermediate_values.values()) / 3)
     assert summary.best_number == 1
     client, _, _ = runs_of(overrides)
