@@ -1,7 +1,8 @@
 """Sweep quality scored honestly: the test accuracy of the configuration each method picks, on data it was not tuned on.
 
     PYTHONPATH=. python benchmarks/sweep_quality.py [--data ../shared/data/mnist-train-22k.npz] [--budgets 8 20]
-        [--seeds 42 1 2 3 4] [--train 6000] [--validation 600] [--methods tpe random gp tpe_cv3 keras_tuner] [k=v ...]
+        [--seeds 42 1 2 3 4] [--train 6000] [--validation 600] [--methods tpe random gp tpe_cv3 keras_tuner]
+        [k=v ...]
 
 On --data (mnist.npz layout): --train training images and --validation validation images drawn from its training
 images (seeded; the SAME validation split for every method), its own test images untouched; `model=small_cnn
@@ -11,6 +12,7 @@ data) and scored on the test images: the score is what the user gets, not the ma
   - tpe:         `python -m sweeps.run` as configured (baseline trial 0, startup sized to the budget, median pruning);
   - random:      `sweep.sampler=random` (the control: what the sampler adds);
   - gp:          `sweep.sampler=gp` (Optuna's GPSampler; needs PyTorch, the `bench` extra);
+  - tpe_startup10: TPE after Optuna's fixed 10 random trials (the startup rule's control; not run by default);
   - tpe_cv3:     TPE on 3-fold cross-validation of the train + validation images (`sweep.objective.folds=3`,
                  `sweep.pruner=wilcoxon`), then retrained on the common split;
   - keras_tuner: Keras Tuner's BayesianOptimization (its defaults) on the same space, network, split, seed and
@@ -48,6 +50,7 @@ SWEEPS = {  # our methods: the overrides each adds
     "random": ["sweep.sampler=random"],
     "gp": ["sweep.sampler=gp"],
     "tpe_cv3": ["sweep.objective.folds=3", "sweep.pruner=wilcoxon"],
+    "tpe_startup10": ["sweep.startup_trials=10"],
 }
 
 
@@ -137,7 +140,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
     parser.add_argument("--train", type=int, default=6000)
     parser.add_argument("--validation", type=int, default=600)
-    parser.add_argument("--methods", nargs="+", choices=[*SWEEPS, "keras_tuner"], default=[*SWEEPS, "keras_tuner"])
+    parser.add_argument("--methods", nargs="+", choices=[*SWEEPS, "keras_tuner"],
+                        default=[method for method in SWEEPS if method != "tpe_startup10"] + ["keras_tuner"])
     args, extra = parser.parse_known_args()
     pool = len(np.load(args.data)["y_train"])
     split = [f"data.val_fraction={(args.validation - 0.5) / pool}", f"data.max_train_samples={args.train}"]
