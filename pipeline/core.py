@@ -77,10 +77,11 @@ def _run(settings: Settings, placement: device.Placement, output_dir: Path, opti
     data, augment, model = _data_and_model(settings, placement)  # before the run is recorded
     stop.raise_if_requested()  # a Ctrl-C while the data loaded or the network was built: no run recorded
     with _tracked_run(settings, placement, output_dir, options) as tracker:
-        if tracker.run_id and options.on_run_start:
+        if options.on_run_start and tracker.run_id:  # waits for the run to open; the CLI's runs train meanwhile
             options.on_run_start(tracker.run_id)
         _log_inputs(tracker, settings, data, augment)
         state = _resume_state(settings, tracker, checkpoint_dir)
+        tracker.log_missing_epochs(state.history)
         model = _compiled_model(settings=settings, model=model, data=data, placement=placement, state=state,
                                 checkpoint_dir=checkpoint_dir)
         started = time.perf_counter()
@@ -117,7 +118,7 @@ def _tracked_run(settings: Settings, placement: device.Placement, output_dir: Pa
 
 def _log_inputs(tracker: tracking.RunTracker, settings: Settings, data: Dataset, augment: keras.Model | None) -> None:
     tracker.log_datasets(data)
-    if augment is not None and tracker.run_id:
+    if augment is not None and tracker.records:
         tracker.log_training_examples(inputs.training_examples(data, augment, settings.seed))
 
 

@@ -5,7 +5,7 @@ tracking=none never imports MLflow (it takes seconds to import); the core uses t
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
@@ -15,10 +15,12 @@ from pipeline.tracking.tracker import RunTracker
 
 if TYPE_CHECKING:
     from pipeline.tracking.heartbeat import Heartbeat
+    from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 
 __all__ = ["RunTracker", "attach_console_log", "end_parent_run", "log_seed_groups", "open_parent_run", "tracked_run",
            "tracking_uri"]
 SEED_GROUPS_CSV = "seed_groups.csv"  # a multirun parent run's statistics over seeds (pipeline.seed_groups)
+TENSORBOARD_FOLDER = "tensorboard"  # tracking.tensorboard's logs, in a run's output folder and its MLflow artifacts
 _parent_heartbeats: dict[str, Heartbeat] = {}  # the open parent runs of this process, alive while it lives
 
 
@@ -26,10 +28,11 @@ _parent_heartbeats: dict[str, Heartbeat] = {}  # the open parent runs of this pr
 def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path,
                 parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
                 record: bool = True) -> Iterator[RunTracker]:
-    """Check the store, start (or re-open with settings.resume) the run and record the config; close it
-    FINISHED, KILLED (Ctrl-C, SIGTERM, TrainingStopped with tag `stopped`) or FAILED (tag `error`, error.txt),
-    logging output_dir/checkpoints in every case, and re-raise. Without `record` (a multi-worker run's other
-    workers) nothing is recorded; settings.resume's checkpoints can still be fetched."""
+    """Check the store, start (or re-open with settings.resume) the run and record the config, on the run's
+    recording thread (pipeline.tracking.recording) while the block goes on; close it FINISHED, KILLED (Ctrl-C,
+    SIGTERM, TrainingStopped with tag `stopped`) or FAILED (tag `error`, error.txt), logging output_dir/checkpoints in
+    every case, and re-raise. Without `record` (a multi-worker run's other workers) nothing is recorded;
+    settings.resume's checkpoints can still be fetched."""
     if isinstance(settings.tracking, NoTracking):
         yield RunTracker()
         return
@@ -38,11 +41,20 @@ def tracked_run(settings: Settings, *, overrides: Sequence[str], output_dir: Pat
 
         yield CheckpointSource(tracking_uri(settings.tracking), settings.resume)
         return
-    from pipeline.tracking.lifecycle import mlflow_run
+    from pipeline.tracking.recording import RecordedRun
 
-    with mlflow_run(settings, overrides=overrides, output_dir=output_dir,
-                    parent_run_id=parent_run_id, tags=tags) as tracker:
-        yield tracker
+    def open_run() -> AbstractContextManager[MlflowRunTracker]:
+        from pipeline.tracking.lifecycle import mlflow_run  # MLflow: imported on the recording thread
+
+        return mlflow_run(settings, overrides=overrides, output_dir=output_dir, parent_run_id=parent_run_id, tags=tags)
+
+    run = RecordedRun(open_run, settings.tracking, output_dir / TENSORBOARD_FOLDER)
+    try:
+        yield run
+    except BaseException as error:
+        run.finish(error)
+        raise
+    run.finish(None)
 
 
 def open_parent_run(tracking: TrackingSettings, *, name: str, tags: Mapping[str, str]) -> str | None:

@@ -23,7 +23,7 @@ from pipeline import checkpoint_files
 from pipeline.config import RESUME_LAST, MlflowTracking, Settings
 from pipeline.credentials import redact
 from pipeline.errors import TrainingStopped, one_line
-from pipeline.tracking import heartbeat, tensorboard_runs
+from pipeline.tracking import TENSORBOARD_FOLDER, heartbeat
 from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 from pipeline.tracking.provenance import run_tags
 from pipeline.tracking.resume import resumed_run, run_params
@@ -51,16 +51,17 @@ def mlflow_run(settings: Settings, *, overrides: Sequence[str], output_dir: Path
     if run and settings.resume == RESUME_LAST:
         print(f"resume=last: continuing run {run.info.run_id} ({run.info.run_name}, {run.info.status})", flush=True)
     with process_tracking_uri(uri):
-        # The caller's tags (a sweep trial's number) and the liveness tags from the start: a run stopped before its
-        # config is recorded is still found by them.
+        # The caller's tags (a sweep trial's number), the liveness tags and the output folder from the start: a run
+        # killed before its config is recorded is still found by them, and closing it finds its checkpoints.
         run_id = run.info.run_id if run else create_run(
             client, tracking, uri, parent_run_id=parent_run_id,
-            tags={**(tags or {}), **heartbeat.liveness_tags(tracking.stale_after)},
+            tags={**(tags or {}), **heartbeat.liveness_tags(tracking.stale_after),
+                  heartbeat.OUTPUT_DIR_TAG: str(output_dir)},
         )
         if tracking.system_metrics and MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL.get() is None:
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         # Its heartbeat first: a resumed run RUNNING again with its old, stale stamp would look dead to other starts.
-        tracker = MlflowRunTracker(client, run_id, tracking, liveness_recorded=run is None, output_dir=output_dir)
+        tracker = MlflowRunTracker(client, run_id, tracking, liveness_recorded=run is None)
         mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None,
                          log_system_metrics=tracking.system_metrics)
         try:
@@ -132,12 +133,12 @@ def log_console_output(client: MlflowClient, run_id: str, output_dir: Path) -> N
 
 def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[str, str],
            error_text: str | None = None) -> None:
-    """Record the last metrics, the checkpoints, the TensorBoard logs and how the run ended; the status is set even
+    """Record the checkpoints, the TensorBoard logs (closed by then) and how the run ended; the status is set even
     if recording fails."""
     client, run_id = tracker.client, tracker.run_id
     try:
         tracker.close()
-        for folder in (checkpoint_files.FOLDER, tensorboard_runs.FOLDER):
+        for folder in (checkpoint_files.FOLDER, TENSORBOARD_FOLDER):
             saved = output_dir / folder
             if saved.is_dir() and any(saved.iterdir()):
                 client.log_artifacts(run_id, str(saved), folder)

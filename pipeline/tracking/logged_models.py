@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-import sys
-import threading
 from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Iterator
@@ -24,8 +21,6 @@ from pipeline.inputs import split_images
 
 MODEL_NAME = "model"
 EXAMPLE_ROWS = 2
-# What `mlflow.tensorflow.log_model` imports on its first call (to reload the model and serve the input example).
-FIRST_USE_MODULE = "mlflow.pyfunc"
 
 
 def pip_requirements() -> list[str]:
@@ -39,17 +34,6 @@ def signature(data: Dataset) -> ModelSignature:
     images = TensorSpec(np.dtype(np.float32), (-1, *data.input_shape))
     probabilities = TensorSpec(np.dtype(np.float32), (-1, data.num_classes))
     return ModelSignature(inputs=Schema([images]), outputs=Schema([probabilities]))
-
-
-def load_while_training() -> threading.Thread | None:
-    """Import FIRST_USE_MODULE on a daemon thread, unless this process has it: started as training begins, it loads
-    while TensorFlow trains (which leaves Python's lock free) instead of at the end of the run. The thread."""
-    if FIRST_USE_MODULE in sys.modules:
-        return None
-    thread = threading.Thread(target=importlib.import_module, args=(FIRST_USE_MODULE,), name="mlflow-model-logging",
-                              daemon=True)
-    thread.start()
-    return thread
 
 
 def log_keras_model(model: keras.Model, data: Dataset, *, step: int, register_as: str | None) -> ModelInfo:

@@ -1,13 +1,14 @@
-"""The MLflow side of `RunTracker`: records into one open run (the active run, which `log_model` needs)."""
+"""The MLflow side of `RunTracker`: records into one open run (the active run, which `log_model` needs). A tracked
+run calls it on its recording thread (pipeline.tracking.recording), the thread the run was opened on."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -19,15 +20,13 @@ from pipeline import checkpoint_files
 from pipeline.config import MlflowTracking
 from pipeline.data import Dataset
 from pipeline.tracking.datasets import SKIPPED_IMAGES, log_dataset_inputs
-from pipeline.tracking.epochs import EpochLogger, MetricWriter
+from pipeline.tracking.epochs import metric_name
 from pipeline.tracking.heartbeat import Heartbeat
-from pipeline.tracking.logged_models import load_while_training, log_keras_model
+from pipeline.tracking.logged_models import log_keras_model
 from pipeline.tracking.reports import TRAINING_EXAMPLES, image_grid, write_model_summary, write_reports
-from pipeline.tracking.tensorboard_runs import FOLDER as TENSORBOARD
 from pipeline.tracking.tracker import RunTracker
 
-if TYPE_CHECKING:
-    from pipeline.tracking.tensorboard import RunTensorBoard
+METRICS_PER_REQUEST = 1000  # the most metrics MLflow's log_batch takes at once
 
 
 class CheckpointSource(RunTracker):
@@ -52,35 +51,39 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
     return True
 
 
-class RunEpochLogger(EpochLogger):
-    """The run's epoch metrics; as training begins, what logging the model needs at the end starts loading."""
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        load_while_training()
-
-
 class MlflowRunTracker(RunTracker):
-    """Records into one open run; epoch metrics go through a background writer that `close` drains, and a heartbeat
-    says the run is alive until `close`."""
+    """Records into one open run; a heartbeat says the run is alive until `close`."""
 
     run_id: str  # always a run, unlike the base class's
+    records = True
 
-    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking, *, liveness_recorded: bool,
-                 output_dir: Path):
+    def __init__(self, client: MlflowClient, run_id: str, settings: MlflowTracking, *, liveness_recorded: bool):
         """`liveness_recorded`: the run was created with heartbeat.liveness_tags (a resumed run was not)."""
         self.client = client
         self.run_id = run_id
         self.settings = settings
-        self.epoch_metrics = MetricWriter(client, run_id)
+        self._metric_failures: list[str] = []
         self.heartbeat = Heartbeat(client, run_id, settings.stale_after).start(recorded=liveness_recorded)
-        self.tensorboard: RunTensorBoard | None = None
-        if settings.tensorboard:
-            from pipeline.tracking.tensorboard import RunTensorBoard  # TensorBoard's modules: only for runs with logs
 
-            self.tensorboard = RunTensorBoard(output_dir / TENSORBOARD, settings)
+    def log_epoch(self, metrics: dict[str, float], step: int) -> None:
+        """One epoch's metrics in one request; a store that fails is reported at `close`, not raised: training
+        goes on."""
+        now = int(time.time() * 1000)
+        try:
+            self.client.log_batch(self.run_id, metrics=[Metric(name, value, now, step)
+                                                        for name, value in metrics.items()])
+        except Exception as error:  # noqa: BLE001 - a store hiccup must not stop training
+            self._metric_failures.append(" ".join(str(error).split())[:200])
 
-    def epoch_callbacks(self) -> list[keras.callbacks.Callback]:
-        return [RunEpochLogger(self.epoch_metrics), *(self.tensorboard.callbacks() if self.tensorboard else [])]
+    def log_missing_epochs(self, history: dict[str, list[float]]) -> None:
+        now = int(time.time() * 1000)
+        missing = []
+        for key, values in history.items():
+            name = metric_name(key)
+            recorded = {point.step for point in self.client.get_metric_history(self.run_id, name)}
+            missing += [Metric(name, value, now, step) for step, value in enumerate(values, 1) if step not in recorded]
+        for start in range(0, len(missing), METRICS_PER_REQUEST):
+            self.client.log_batch(self.run_id, metrics=missing[start:start + METRICS_PER_REQUEST])
 
     def log_datasets(self, data: Dataset) -> None:
         """Lineage by name and digest (see tracking.datasets), and the list of images left out as bad."""
@@ -127,8 +130,8 @@ class MlflowRunTracker(RunTracker):
         return model_id
 
     def close(self) -> None:
-        """Called by the run's lifecycle before the final status: the last epochs' metrics are written."""
+        """Called by the run's lifecycle before the final status."""
         self.heartbeat.stop()
-        self.epoch_metrics.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        if self._metric_failures:
+            print(f"warning: {len(self._metric_failures)} epoch(s) of metrics not recorded in MLflow: "
+                  f"{self._metric_failures[0]}", file=sys.stderr)

@@ -17,9 +17,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from pipeline.config import MlflowTracking
 from pipeline.errors import PipelineError
+from pipeline.tracking import TENSORBOARD_FOLDER as FOLDER
 from pipeline.tracking.runs import STUDY_TAG
 
-FOLDER = "tensorboard"  # tracking.tensorboard's logs, in a run's output folder and among its MLflow artifacts
 TEST_METRICS = ("test_accuracy", "test_loss", "test_f1_macro")  # in the HParams table, as the jobs' table has them
 FINAL_VALIDATION = ("epoch_accuracy", "epoch_loss")  # the last epoch's, from the logs' validation folder
 _NOT_IN_FOLDER_NAMES = re.compile(r"[^\w.\-=]")

@@ -16,6 +16,7 @@ class RunTracker:
     """tracking=none: the core calls the same methods whether or not MLflow records the run."""
 
     run_id: str | None = None
+    records = False  # whether anything is recorded (so worth computing, as the grid of training examples)
 
     def epoch_callbacks(self) -> list[keras.callbacks.Callback]:
         """What records each epoch (MLflow's metrics, TensorBoard's logs); they run after the trainer's own."""
@@ -29,6 +30,10 @@ class RunTracker:
 
     def fetch_checkpoints(self, into: Path) -> bool:
         return False
+
+    def log_missing_epochs(self, history: dict[str, list[float]]) -> None:
+        """A resumed run's checkpointed epochs (`history`, Keras's log keys) that the run lacks: its process was
+        killed after an epoch's checkpoint, before that epoch's metrics were written."""
 
     def log_tags(self, tags: dict[str, str]) -> None:
         pass

@@ -246,7 +246,8 @@ def test_a_run_killed_inside_an_epoch_resumes_inside_it_and_trains_the_uninterru
     state_file = tmp_path / "a" / "checkpoints" / "state.json"
     try:
         deadline = time.monotonic() + 180
-        while not (state_file.exists() and json.loads(state_file.read_text())["epoch_steps"]):
+        # The run opens as training begins, while it trains (pipeline.tracking.recording): both must be there.
+        while not (state_file.exists() and json.loads(state_file.read_text())["epoch_steps"] and mlflow_store.runs()):
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)

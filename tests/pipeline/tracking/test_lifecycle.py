@@ -283,7 +283,10 @@ def _killed_inside_an_epoch(store, folder: Path, *overrides: str) -> tuple[str, 
     state_file = folder / "checkpoints" / "state.json"
     try:
         deadline = time.monotonic() + 180
-        while not (state_file.exists() and json.loads(state_file.read_text())["epoch_steps"]):
+        # The run opens as training begins, while it trains (pipeline.tracking.recording): a checkpoint and a run
+        # with its config (what resume=last matches) must be there.
+        while not (state_file.exists() and json.loads(state_file.read_text())["epoch_steps"]
+                   and any(run.data.params for run in store.runs())):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.02)
     finally:

@@ -30,23 +30,23 @@ def test_the_logged_model_loads_with_pyfunc_and_tensorflow_and_is_registered(fin
     assert version.run_id == result.run_id
 
 
-def test_what_logging_the_model_imports_first_loads_on_a_thread_as_training_begins():
-    """In a fresh process (this one has imported everything): the run's epoch logger starts the import as training
-    begins, and a process that has the module starts nothing."""
-    code = """
+def test_what_logging_the_model_imports_first_loads_on_the_recording_thread_of_a_run_that_logs_one(tmp_path):
+    """In a fresh process (this one has imported everything): a tracked run that logs its model imports what
+    log_model needs on its recording thread, before the end; one that does not log a model imports nothing for it."""
+    code = f"""
 import sys
-import threading
+from pathlib import Path
 
-from pipeline.tracking.logged_models import FIRST_USE_MODULE, load_while_training
-from pipeline.tracking.mlflow_tracker import RunEpochLogger
+from pipeline.compose import compose_config, validate
+from pipeline.tracking import tracked_run
+from pipeline.tracking.recording import FIRST_USE_MODULE
 
-assert FIRST_USE_MODULE not in sys.modules
-RunEpochLogger(writer=None).on_train_begin()
-for thread in threading.enumerate():
-    if thread.name == "mlflow-model-logging":
-        thread.join()
-assert FIRST_USE_MODULE in sys.modules
-assert load_while_training() is None
+for log_model in (False, True):
+    settings = validate(compose_config(["tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                                        f"tracking.log_model={{log_model}}", "tracking.system_metrics=false"]))
+    with tracked_run(settings, overrides=[], output_dir=Path("{tmp_path}") / str(log_model)) as tracker:
+        assert tracker.run_id
+    assert (FIRST_USE_MODULE in sys.modules) is log_model, log_model
 """
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=120,
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.tracking import tracked_run
+from pipeline.tracking.epochs import EpochLogger
 from tests.pipeline.tracking.conftest import EPOCHS, settings_for
 
 
@@ -29,3 +30,21 @@ def test_dataset_lineage_has_the_three_splits(finished):
 def test_a_run_without_checkpoints_has_none_to_fetch(mlflow_store, tmp_path):
     with tracked_run(settings_for(mlflow_store.override), overrides=[], output_dir=tmp_path) as tracker:
         assert tracker.fetch_checkpoints(tmp_path / "fetched") is False
+
+
+def test_a_resumed_run_records_the_checkpointed_epochs_its_killed_process_had_not(mlflow_store, tmp_path):
+    """Killed after epoch 3's checkpoint with only epoch 1's metrics written: the resumed run writes epochs 2 and 3
+    from the checkpoint's history, and epoch 1 once."""
+    with pytest.raises(KeyboardInterrupt):
+        with tracked_run(settings_for(mlflow_store.override), overrides=[], output_dir=tmp_path) as killed:
+            (logger,) = [callback for callback in killed.epoch_callbacks() if isinstance(callback, EpochLogger)]
+            logger.on_epoch_end(0, {"loss": 0.9, "val_accuracy": 0.5})
+            raise KeyboardInterrupt
+    history = {"loss": [0.9, 0.7, 0.6], "val_accuracy": [0.5, 0.6, 0.8]}
+    with tracked_run(settings_for(mlflow_store.override, f"resume={killed.run_id}"), overrides=[],
+                     output_dir=tmp_path) as resumed:
+        resumed.log_missing_epochs(history)
+    client = mlflow_store.client()
+    for name, values in (("train_loss", history["loss"]), ("val_accuracy", history["val_accuracy"])):
+        points = sorted((point.step, point.value) for point in client.get_metric_history(killed.run_id, name))
+        assert points == list(enumerate(values, 1)), name
