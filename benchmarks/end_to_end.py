@@ -11,6 +11,8 @@ Prints the median ratio of each pipeline variant to the bare script of its round
 process, which other load on the machine changes less), the test accuracies, the time a config typo takes to fail,
 and the load average while they ran (on 2 shared cores the wall times are upper bounds: rerun on a quiet machine).
 Targets: <= 1.15x with tracking, <= 1.05x with tracking=none; the config error <= 1.5 s.
+Last, MLFLOW_FLOOR: the CPU time a fresh process spends importing `mlflow` and opening the same store, which every
+tracked run pays before it records anything (on a machine whose cores training keeps busy, no thread hides it).
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ model.fit(x_train, y_train, batch_size=32, epochs=15, validation_data=(x_val, y_
 loss, accuracy = keras.models.load_model(best).evaluate(x_test, y_test, verbose=0)
 print(f"test_accuracy {accuracy:.4f}")
 '''
+MLFLOW_FLOOR = '''
+import sys
+import time
+
+started = time.process_time()
+import mlflow
+imported = time.process_time()
+mlflow.MlflowClient(sys.argv[1]).search_experiments(max_results=1)
+print(f"mlflow_floor {imported - started:.3f} {time.process_time() - imported:.3f}")
+'''
 CONFIG_TYPO = "optimizer.learnin_rate=1"
 BARE, TRACKED, UNTRACKED = "bare Keras script", "python -m pipeline.run", "python -m pipeline.run tracking=none"
 
@@ -64,6 +76,16 @@ def children_cpu_seconds() -> float:
     """User and system CPU time of the finished child processes so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def mlflow_floor(script: Path, store: str) -> tuple[float, float]:
+    """CPU seconds of a fresh process's `import mlflow`, and of its opening `store` (an existing SQLite store)."""
+    script.write_text(MLFLOW_FLOOR)
+    _, result = timed_process([str(script), store])
+    if result.returncode != 0:
+        sys.exit(f"MLflow floor: exit {result.returncode}:\n{result.stderr[-2000:]}")
+    imported, opened = re.findall(r"mlflow_floor ([0-9.]+) ([0-9.]+)", result.stdout)[-1]
+    return float(imported), float(opened)
 
 
 def main() -> None:
@@ -99,6 +121,8 @@ def main() -> None:
             if round_:
                 print(f"round {round_}: " + ", ".join(f"{name} {seconds[name][-1]:.2f} s" for name in order),
                       flush=True)
+        floors = [mlflow_floor(script.with_name("floor.py"), f"sqlite:///{folder}/mlruns/mlflow.db")
+                  for _ in range(args.pairs)]
     errors = []
     for _ in range(args.pairs):
         elapsed, result = run([CONFIG_TYPO])
@@ -119,6 +143,11 @@ def main() -> None:
               f"{statistics.median(cpu_ratios):.2f}x CPU")
     print(f"  config error ({CONFIG_TYPO}): {spread(errors)} to the error (target <= 1.5 s); "
           f"{result.stderr.strip().splitlines()[-1][:100]}")
+    imports, opens = zip(*floors)
+    bare_cpu = statistics.median(cpu_seconds[BARE])
+    print(f"  MLflow's floor, CPU of a fresh process: import mlflow {spread(list(imports))}, opening the store "
+          f"{spread(list(opens))}; together {(statistics.median(imports) + statistics.median(opens)) / bare_cpu:.2f}"
+          f" of the bare script's CPU time")
     print(f"load average (1 min) before / after: {load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores")
 
 
