@@ -79,8 +79,8 @@ def children_cpu_seconds() -> float:
 
 
 def mlflow_floor(script: Path, store: str) -> tuple[float, float]:
-    """CPU seconds of a fresh process's `import mlflow`, and of its opening `store` (an existing SQLite store)."""
-    script.write_text(MLFLOW_FLOOR)
+    """CPU seconds of a fresh process's `import mlflow`, and of its opening `store` (an existing SQLite store), as
+    `script` (MLFLOW_FLOOR) times them."""
     _, result = timed_process([str(script), store])
     if result.returncode != 0:
         sys.exit(f"MLflow floor: exit {result.returncode}:\n{result.stderr[-2000:]}")
@@ -96,6 +96,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder, "bare.py")
         script.write_text(BARE_SCRIPT)
+        floor_script = Path(folder, "floor.py")
+        floor_script.write_text(MLFLOW_FLOOR)
         commands = {
             BARE: lambda round_: [str(script), f"{folder}/bare-{round_}"],
             TRACKED: lambda round_: ["-m", "pipeline.run", f"tracking.uri=sqlite:///{folder}/mlruns/mlflow.db",
@@ -121,8 +123,7 @@ def main() -> None:
             if round_:
                 print(f"round {round_}: " + ", ".join(f"{name} {seconds[name][-1]:.2f} s" for name in order),
                       flush=True)
-        floors = [mlflow_floor(script.with_name("floor.py"), f"sqlite:///{folder}/mlruns/mlflow.db")
-                  for _ in range(args.pairs)]
+        floors = [mlflow_floor(floor_script, f"sqlite:///{folder}/mlruns/mlflow.db") for _ in range(args.pairs)]
     errors = []
     for _ in range(args.pairs):
         elapsed, result = run([CONFIG_TYPO])
