@@ -29,6 +29,10 @@ METRICS = ["accuracy"]
 CALL_SECONDS = 0.5  # steps_per_execution=auto: the time one compiled call aims at
 CLUSTER_STEPS_PER_EXECUTION = 16  # auto on device=multi_worker: a SIGTERM still stops all workers within 16 steps
 PROBE_STEPS, PROBE_SECONDS = 10, 0.2  # at most, for auto's timing probe (after one step that traces)
+# auto probes only a run of at least this many training steps: the probe traces a step function of its own, which
+# in a shorter run of a CNN costs more than batching its calls saves (benchmarks/steps_per_call.py); a shorter run
+# takes one step per call, Keras's default.
+PROBE_MIN_RUN_STEPS = 200
 
 class EpochStats(keras.callbacks.Callback):
     """Adds `learning_rate`, `epoch_time` and, in a run that fine-tunes, its `phase` (1 on the head, 2 fine-tuning)
@@ -122,6 +126,8 @@ def resolve_steps_per_execution(settings: TrainerSettings, model: keras.Model, d
     steps_per_epoch = steps_in_epoch(data, settings.batch_size)
     if settings.steps_per_execution != "auto":
         return min(settings.steps_per_execution, steps_per_epoch)
+    if steps_per_epoch * settings.total_epochs < PROBE_MIN_RUN_STEPS:
+        return 1
     if placement.cluster:  # no probe: Keras's train_on_batch fails under the multi-worker strategy, and every
         return min(steps_per_epoch, CLUSTER_STEPS_PER_EXECUTION)  # worker must run the same steps per call
     return max(1, min(steps_per_epoch, round(CALL_SECONDS / _step_seconds(model, data, settings.batch_size))))

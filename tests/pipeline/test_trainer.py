@@ -147,9 +147,13 @@ def test_several_steps_per_call_give_the_same_epoch_metrics(compose, tmp_path, t
     assert one.test_metrics == pytest.approx(four.test_metrics, rel=1e-6)
 
 
+PROBED_EPOCHS = math.ceil(trainer.PROBE_MIN_RUN_STEPS / 50)  # the shortest run of 50-step epochs that auto probes
+
+
 def test_auto_steps_per_execution_fills_about_half_a_second_and_trains_nothing(compose, monkeypatch):
     monkeypatch.setattr(trainer, "_probed", {})  # probe here, whatever earlier tests measured
-    settings = validate(compose("trainer.batch_size=8"))
+    # 50 steps an epoch (400 images at 8), over enough epochs for the run to be probed
+    settings = validate(compose("trainer.batch_size=8", f"trainer.epochs={PROBED_EPOCHS}"))
     data = load_data(settings.data)
     placement = place(settings.device)
     with placement.scope():
@@ -164,6 +168,18 @@ def test_auto_steps_per_execution_fills_about_half_a_second_and_trains_nothing(c
         np.testing.assert_array_equal(before, after.numpy())
     explicit = validate(compose("trainer.batch_size=8", "trainer.steps_per_execution=7")).trainer
     assert trainer.resolve_steps_per_execution(explicit, model, data, placement) == 7
+
+
+def test_auto_takes_one_step_per_call_in_a_run_too_short_to_probe(compose, monkeypatch):
+    monkeypatch.setattr(trainer, "_probed", {})
+    settings = validate(compose("trainer.batch_size=8", f"trainer.epochs={PROBED_EPOCHS - 1}"))
+    data = load_data(settings.data)
+    placement = place(settings.device)
+    with placement.scope():
+        model = build_model(settings.model, data.input_shape, data.num_classes)
+        trainer.compile_model(settings.trainer, model, keras.optimizers.Adam(), placement)
+    assert trainer.resolve_steps_per_execution(settings.trainer, model, data, placement) == 1
+    assert trainer._probed == {} and model.train_function is None  # nothing probed, nothing traced
 
 
 @pytest.mark.parametrize(

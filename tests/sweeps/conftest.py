@@ -23,10 +23,8 @@ from tests.ports import free_port
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # digits, 200 training images, 2 epochs: a trial trains in about a second.
-# One step per call: the steps-per-call probe (tested in tests/pipeline/test_trainer.py) would time each trial's
-# network first, which costs more than these trials train.
 TINY = ["data.max_train_samples=200", "trainer.epochs=2", "trainer.verbose=0", "trainer.batch_size=64",
-        "model.hidden_units=[32]", "trainer.steps_per_execution=1"]
+        "model.hidden_units=[32]"]
 
 
 @pytest.fixture
