@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any, Callable
 
 import keras
 
-from pipeline.checkpoint_files import BEST, LAST, STATE
+from pipeline.checkpoint_files import BEST, LAST, STATE, commit, settle, temporary
 from pipeline.config import CheckpointSettings
 
 
@@ -77,12 +76,13 @@ def checkpoint_callbacks(
     epoch. `state`, what the run resumed from (empty for a new run), is not changed: the writer continues a copy of
     it. `phase_of(epoch)`: the training phase of an epoch (TrainerSettings.phase)."""
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    settle(checkpoint_dir)  # a folder reused after a kill: its half save must not pass for this run's
     return [_CheckpointWriter(checkpoint_dir, settings, state, augment, phase_of)]
 
 
 class _CheckpointWriter(keras.callbacks.Callback):
-    """Every file is written under a temporary name and then renamed: a run killed mid-save (Ctrl-C,
-    SIGTERM) keeps its previous complete checkpoint. The state goes last, so it never runs ahead of last.keras.
+    """Each save writes its files under temporary names and commits them (checkpoint_files.commit): a run killed
+    mid-save, by SIGKILL too, keeps its previous complete checkpoint, or this one once checkpoint_files.settle ran.
 
     With `every` in steps or minutes, last.keras and the state are also written inside an epoch, checked before
     each compiled call (a batch-begin hook, which costs no device sync; see trainer.StopOnRequest): `batch` there is
@@ -117,31 +117,33 @@ class _CheckpointWriter(keras.callbacks.Callback):
         step = self._resumed_steps + batch
         if step > self._saved_step and ((steps is not None and step - self._saved_step >= steps)
                                         or (seconds is not None and time.monotonic() - self._saved_at >= seconds)):
-            _replace_atomically(self.checkpoint_dir / LAST, self.model.save)
             self.state.epoch_steps = step
             self.state.metric_state = _values(self.model.metrics_variables)
-            self._write_state(_values(random_variables(self.model, None)) + self._augment_at_epoch_start)
+            self._save(_values(random_variables(self.model, None)) + self._augment_at_epoch_start)
             self._saved_step, self._saved_at = step, time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         for key, value in logs.items():
             self.state.history.setdefault(key, []).append(float(value))
-        last = self.checkpoint_dir / LAST
-        _replace_atomically(last, self.model.save)
         value = logs.get(self.settings.monitor)
+        improves = False
         if value is not None and math.isfinite(value) and self._improves(float(value)):
-            self.state.best_value = float(value)
-            # The model just saved: a file copy, not a second serialization of every weight.
-            _replace_atomically(self.checkpoint_dir / BEST, lambda path: shutil.copyfile(last, path))
+            self.state.best_value, improves = float(value), True
         self.state.epochs_done, self.state.epoch_steps, self.state.metric_state = epoch + 1, 0, []
-        self._write_state(_values(random_variables(self.model, self.augment)))
+        self._save(_values(random_variables(self.model, self.augment)), best=improves)
 
-    def _write_state(self, random_state: list[list[int]]) -> None:
+    def _save(self, random_state: list[list[int]], *, best: bool = False) -> None:
+        """last.keras, with `best` best.keras too, and the state, as one save."""
+        folder = self.checkpoint_dir
+        self.model.save(temporary(folder, LAST))
+        if best:  # the model just saved: a file copy, not a second serialization of every weight
+            shutil.copyfile(temporary(folder, LAST), temporary(folder, BEST))
         self.state.precision = self.model.dtype_policy.name
         self.state.phase = self.phase_of(self._epoch)
         self.state.random_state = random_state
-        _replace_atomically(self.checkpoint_dir / STATE, lambda path: path.write_text(self.state.to_json()))
+        temporary(folder, STATE).write_text(self.state.to_json())
+        commit(folder)
 
     def _improves(self, value: float) -> bool:
         best = self.state.best_value
@@ -150,9 +152,3 @@ class _CheckpointWriter(keras.callbacks.Callback):
 
 def _values(variables: list[keras.Variable]) -> list[Any]:
     return [variable.numpy().tolist() for variable in variables]
-
-
-def _replace_atomically(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(temporary)
-    os.replace(temporary, path)

@@ -124,6 +124,7 @@ def close_dead_run(client: MlflowClient, run: Run, reason: str) -> None:
     KILLED by Ctrl-C logs them, so that resume continues from them."""
     left = Path(run.data.tags.get(OUTPUT_DIR_TAG, "")) / checkpoint_files.FOLDER
     if run.data.tags.get(OUTPUT_DIR_TAG) and left.is_dir() and any(left.iterdir()):
+        checkpoint_files.settle(left)  # killed mid-save: one checkpoint goes up, not half of the next
         client.log_artifacts(run.info.run_id, str(left), checkpoint_files.FOLDER)
     client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
     close_run(client, run.info.run_id, KILLED)

@@ -138,6 +138,7 @@ def _close(tracker: MlflowRunTracker, output_dir: Path, status: str, tags: dict[
     client, run_id = tracker.client, tracker.run_id
     try:
         tracker.close()
+        checkpoint_files.settle(output_dir / checkpoint_files.FOLDER)  # a save a failure cut short: not uploaded
         for folder in (checkpoint_files.FOLDER, TENSORBOARD_FOLDER):
             saved = output_dir / folder
             if saved.is_dir() and any(saved.iterdir()):

@@ -46,6 +46,9 @@ def download_checkpoints(client: MlflowClient, run_id: str, into: Path) -> bool:
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         fetched = Path(client.download_artifacts(run_id, checkpoint_files.FOLDER, scratch))
+        # The run's save and this folder's own, if a killed run left one here: each one checkpoint before the merge.
+        checkpoint_files.settle(fetched)
+        checkpoint_files.settle(into)
         for file in fetched.iterdir():
             shutil.move(file, into / file.name)
     return True

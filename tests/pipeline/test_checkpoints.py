@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import checkpoints
+from pipeline import checkpoint_files, checkpoints
 from pipeline.checkpoints import BEST, LAST, STATE, TrainingState, checkpoint_callbacks, random_variables
 from pipeline.config import CheckpointSettings
 
@@ -78,15 +78,56 @@ def test_the_state_file_is_replaced_last_and_matches_last_keras(tmp_path, monkey
     model = small_model()
     writer = writer_for(model, tmp_path)
     replaced: list[str] = []
-    replace = checkpoints.os.replace
-    monkeypatch.setattr(checkpoints.os, "replace", lambda source, target: (replaced.append(target.name),
-                                                                           replace(source, target)))
+    replace = checkpoint_files.os.replace
+    monkeypatch.setattr(checkpoint_files.os, "replace", lambda source, target: (replaced.append(target.name),
+                                                                                replace(source, target)))
     writer.on_epoch_end(0, {"val_accuracy": 0.5})
     writer.on_epoch_end(1, {"val_accuracy": 0.4})
     assert replaced == [LAST, BEST, STATE, LAST, STATE]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([BEST, LAST, STATE])  # no temporary left
     state = TrainingState.read(tmp_path)
     assert state.epochs_done == 2 and state.history == {"val_accuracy": [0.5, 0.4]} and state.best_value == 0.5
+
+
+@pytest.mark.parametrize(("renames_done", "epochs_done"), [
+    (0, 1),  # killed before last.keras's rename: the save never counted
+    (1, 2),  # after it: the save counted, its best.keras and state are renamed by settle
+    (2, 2),
+])
+def test_a_save_killed_between_its_renames_settles_into_one_checkpoint(tmp_path, monkeypatch, renames_done,
+                                                                        epochs_done):
+    model = small_model()
+    writer = writer_for(model, tmp_path)
+    mark(model, 1.0)
+    writer.on_epoch_end(0, {"val_accuracy": 0.5})
+    replace, renames = checkpoint_files.os.replace, []
+
+    def killed_after_some_renames(source, target):
+        if len(renames) == renames_done:
+            raise SystemExit("SIGKILL")  # nothing of the process runs after this
+        renames.append(target)
+        replace(source, target)
+
+    monkeypatch.setattr(checkpoint_files.os, "replace", killed_after_some_renames)
+    mark(model, 2.0)
+    with pytest.raises(SystemExit):
+        writer.on_epoch_end(1, {"val_accuracy": 0.9})
+    monkeypatch.setattr(checkpoint_files.os, "replace", replace)
+    checkpoint_files.settle(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([BEST, LAST, STATE])
+    state = TrainingState.read(tmp_path)
+    assert state.epochs_done == epochs_done and state.best_value == [0.5, 0.9][epochs_done - 1]
+    assert marker(tmp_path / LAST) == marker(tmp_path / BEST) == epochs_done
+
+
+def test_a_writer_settles_the_half_save_a_killed_run_left_in_its_folder(tmp_path):
+    model = small_model()
+    writer_for(model, tmp_path).on_epoch_end(0, {"val_accuracy": 0.5})
+    checkpoint_files.temporary(tmp_path, LAST).write_bytes(b"half a zip file")
+    checkpoint_files.temporary(tmp_path, STATE).write_text("{")
+    writer_for(model, tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([BEST, LAST, STATE])
+    assert TrainingState.read(tmp_path).epochs_done == 1
 
 
 def test_the_writer_continues_a_resumed_state_and_leaves_the_callers_alone(tmp_path):

@@ -3,12 +3,14 @@ checkpoints and a reason, a fresh one (or one keeping a longer stale_after) is n
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from pipeline import checkpoint_files
 from pipeline.tracking import end_parent_run, heartbeat, open_parent_run
@@ -39,8 +41,11 @@ def test_dead_runs_are_closed_killed_with_their_checkpoints_and_live_ones_are_un
     client, uri = mlflow_store.client(), tracking_uri(tracking)
     long_ago = time.time() - 60
     folder = tmp_path / "out"
-    (folder / checkpoint_files.FOLDER).mkdir(parents=True)
-    (folder / checkpoint_files.FOLDER / checkpoint_files.STATE).write_text("{}")
+    checkpoint_dir = folder / checkpoint_files.FOLDER
+    checkpoint_dir.mkdir(parents=True)
+    (checkpoint_dir / checkpoint_files.STATE).write_text('{"epochs_done": 1}')
+    # Killed between the renames of a save: last.keras counted, its state is still under its temporary name.
+    checkpoint_files.temporary(checkpoint_dir, checkpoint_files.STATE).write_text('{"epochs_done": 2}')
 
     def running(**tags: str) -> str:
         return create_run(client, tracking, uri, tags=tags)
@@ -61,7 +66,10 @@ def test_dead_runs_are_closed_killed_with_their_checkpoints_and_live_ones_are_un
     reason = client.get_run(never_beat).data.tags[heartbeat.KILLED_REASON_TAG]
     assert re.search(r"no heartbeat, started 6\d s ago", reason), reason  # 60 s, and the seconds this test took
     logged = client.list_artifacts(stale, checkpoint_files.FOLDER)
-    assert [item.path for item in logged] == ["checkpoints/state.json"]
+    assert [item.path for item in logged] == ["checkpoints/state.json"]  # settled: no temporary file went up
+    (tmp_path / "fetched").mkdir()
+    fetched = client.download_artifacts(stale, "checkpoints/state.json", str(tmp_path / "fetched"))
+    assert json.loads(Path(fetched).read_text()) == {"epochs_done": 2}
     out = capsys.readouterr().out
     assert out.startswith("tracking: closed 2 run(s) of experiment kerastrack KILLED") and "resume=last" in out
     assert close_dead_runs(client, tracking) == [] and capsys.readouterr().out == ""  # one line, only when closing
