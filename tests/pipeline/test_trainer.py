@@ -150,15 +150,21 @@ def test_several_steps_per_call_give_the_same_epoch_metrics(compose, tmp_path, t
 PROBED_EPOCHS = math.ceil(trainer.PROBE_MIN_RUN_STEPS / 50)  # the shortest run of 50-step epochs that auto probes
 
 
-def test_auto_steps_per_execution_fills_about_half_a_second_and_trains_nothing(compose, monkeypatch):
-    monkeypatch.setattr(trainer, "_probed", {})  # probe here, whatever earlier tests measured
-    # 50 steps an epoch (400 images at 8), over enough epochs for the run to be probed
-    settings = validate(compose("trainer.batch_size=8", f"trainer.epochs={PROBED_EPOCHS}"))
+def _compiled_mlp(settings):
+    """The model compiled with Adam under its placement, with its data, as a run has them before training."""
     data = load_data(settings.data)
     placement = place(settings.device)
     with placement.scope():
         model = build_model(settings.model, data.input_shape, data.num_classes)
         trainer.compile_model(settings.trainer, model, keras.optimizers.Adam(), placement)
+    return model, data, placement
+
+
+def test_auto_steps_per_execution_fills_about_half_a_second_and_trains_nothing(compose, monkeypatch):
+    monkeypatch.setattr(trainer, "_probed", {})  # probe here, whatever earlier tests measured
+    # 50 steps an epoch (400 images at 8), over enough epochs for the run to be probed
+    settings = validate(compose("trainer.batch_size=8", f"trainer.epochs={PROBED_EPOCHS}"))
+    model, data, placement = _compiled_mlp(settings)
     weights = [variable.numpy() for variable in model.variables]
     steps = trainer.resolve_steps_per_execution(settings.trainer, model, data, placement)
     # A small MLP steps in milliseconds: the cap, one epoch's 50 steps, wins.
@@ -173,11 +179,7 @@ def test_auto_steps_per_execution_fills_about_half_a_second_and_trains_nothing(c
 def test_auto_takes_one_step_per_call_in_a_run_too_short_to_probe(compose, monkeypatch):
     monkeypatch.setattr(trainer, "_probed", {})
     settings = validate(compose("trainer.batch_size=8", f"trainer.epochs={PROBED_EPOCHS - 1}"))
-    data = load_data(settings.data)
-    placement = place(settings.device)
-    with placement.scope():
-        model = build_model(settings.model, data.input_shape, data.num_classes)
-        trainer.compile_model(settings.trainer, model, keras.optimizers.Adam(), placement)
+    model, data, placement = _compiled_mlp(settings)
     assert trainer.resolve_steps_per_execution(settings.trainer, model, data, placement) == 1
     assert trainer._probed == {} and model.train_function is None  # nothing probed, nothing traced
 
