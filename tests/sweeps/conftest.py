@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeps.settings import load
 from sweeps.study import make_storage, open_study
+from tests.mlflow_fixtures import new_store
 from tests.ports import free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,13 +29,14 @@ TINY = ["data.max_train_samples=200", "trainer.epochs=2", "trainer.verbose=0", "
 
 
 @pytest.fixture
-def sweep_overrides(tmp_path: Path) -> list[str]:
-    """Overrides keeping a sweep's journal, MLflow store and trial outputs inside tmp_path."""
+def sweep_overrides(tmp_path: Path, mlflow_template_db: Path) -> list[str]:
+    """Overrides keeping a sweep's journal, MLflow store (copied from the migrated template) and trial outputs inside
+    tmp_path."""
     return [
         *TINY,
         f"sweep.storage={tmp_path}/optuna/study.log",
         f"sweep.trials_dir={tmp_path}/trials",
-        f"tracking.uri=sqlite:///{tmp_path}/mlruns/mlflow.db",
+        new_store(tmp_path, mlflow_template_db).override,
     ]
 
 

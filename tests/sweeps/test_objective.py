@@ -13,7 +13,7 @@ from sweeps.objective import beats_finished_trials, objective_value
 from sweeps.settings import Objective
 from sweeps.sweep import run_sweep
 from sweeps.workers import REASON_ATTR
-from tests.mlflow_fixtures import new_store
+from tests.mlflow_fixtures import MlflowStore
 from tests.sweeps.conftest import runs_of, study_of
 
 HISTORY = {"val_loss": [0.9, 0.4, 0.6], "val_accuracy": [0.5, 0.8, math.nan]}
@@ -67,8 +67,8 @@ def status_history(db: str):
     return of
 
 
-def test_a_trial_with_a_nan_objective_ends_as_one_failed_run_closed_once(sweep_overrides, tmp_path, mlflow_template_db):
-    store = new_store(tmp_path, mlflow_template_db)  # where sweep_overrides' tracking.uri points
+def test_a_trial_with_a_nan_objective_ends_as_one_failed_run_closed_once(sweep_overrides, tmp_path):
+    store = MlflowStore(tmp_path / "mlruns")  # the store sweep_overrides' tracking.uri points at
     history_of = status_history(str(store.root / "mlflow.db"))
     # A test_* metric the pipeline does not compute: training succeeds, the objective is NaN.
     overrides = [*sweep_overrides, "sweep.n_trials=1", "sweep.pruner=none", "sweep.objective.metric=test_missing"]
