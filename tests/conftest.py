@@ -4,6 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One TensorFlow thread per pool in each xdist worker and each process a test starts: the workers already fill the
+# cores, and more threads only contend (benchmarks never run under this conftest).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import pytest  # noqa: E402
 
