@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Iterator
 
 import keras
 import mlflow
@@ -17,10 +14,8 @@ from mlflow.types import Schema, TensorSpec
 
 from pipeline.data import Dataset
 from pipeline.errors import PipelineError
-from pipeline.inputs import split_images
 
 MODEL_NAME = "model"
-EXAMPLE_ROWS = 2
 
 
 def pip_requirements() -> list[str]:
@@ -37,33 +32,17 @@ def signature(data: Dataset) -> ModelSignature:
 
 
 def log_keras_model(model: keras.Model, data: Dataset, *, step: int, register_as: str | None) -> ModelInfo:
-    """Log into the active run at `step` (metrics at that step link to it); register it if asked."""
-    with _quiet_keras():  # MLflow reloads the model to check the input example; its progress bars are noise
-        return mlflow.tensorflow.log_model(
-            model,
-            name=MODEL_NAME,
-            signature=signature(data),
-            input_example=split_images(data, "test", EXAMPLE_ROWS),
-            pip_requirements=pip_requirements(),
-            registered_model_name=register_as,
-            step=step,
-        )
-
-
-@contextmanager
-def _quiet_keras() -> Iterator[None]:
-    """Keras's progress bars off: with interactive logging off they go to absl's logger, held to warnings here."""
-    interactive = keras.config.is_interactive_logging_enabled()
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    keras.config.disable_interactive_logging()
-    absl_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        absl_logger.setLevel(level)
-        if interactive:
-            keras.config.enable_interactive_logging()
+    """Log into the active run at `step` (metrics at that step link to it); register it if asked. No input example:
+    MLflow would reload the saved model and predict it to check the example, work the run's own test scoring has
+    just done; the signature describes the input."""
+    return mlflow.tensorflow.log_model(
+        model,
+        name=MODEL_NAME,
+        signature=signature(data),
+        pip_requirements=pip_requirements(),
+        registered_model_name=register_as,
+        step=step,
+    )
 
 
 def load_logged_model(model_uri: str) -> tuple[keras.Model, str | None]:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pipeline.data import Dataset
     from pipeline.tracking.mlflow_tracker import MlflowRunTracker
 
-# What `mlflow.tensorflow.log_model` imports on its first call (to reload the model and serve the input example).
+# What `mlflow.tensorflow.log_model` imports on its first call.
 FIRST_USE_MODULE = "mlflow.pyfunc"
 
 
