@@ -1,4 +1,5 @@
-"""The logged model: it loads with pyfunc and with TensorFlow, and is registered."""
+"""The logged model: it loads with pyfunc and with TensorFlow, is registered, and carries its signature without an
+input example."""
 
 from __future__ import annotations
 
@@ -29,6 +30,22 @@ def test_the_logged_model_loads_with_pyfunc_and_tensorflow_and_is_registered(fin
     (version,) = store.client().search_model_versions("name='digits-mlp'")
     assert version.run_id == result.run_id
 
+
+def test_the_logged_model_carries_its_signature_and_no_input_example(finished):
+    """An input example would make MLflow reload the saved model and predict it while logging it."""
+    import mlflow.models
+
+    store, _, run = finished
+    (output,) = run.outputs.model_outputs
+    mlflow.set_tracking_uri(store.uri)
+    try:
+        info = mlflow.models.get_model_info(f"models:/{output.model_id}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert info.saved_input_example_info is None
+    (images,) = info.signature.inputs.inputs
+    (probabilities,) = info.signature.outputs.inputs
+    assert (images.shape, probabilities.shape) == ((-1, 8, 8, 1), (-1, 10))
 
 def test_what_logging_the_model_imports_first_loads_on_the_recording_thread_of_a_run_that_logs_one(tmp_path):
     """In a fresh process (this one has imported everything): a tracked run that logs its model imports what
