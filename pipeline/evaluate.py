@@ -82,5 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"MLflow run {run_id}: {run_page_with_hint(settings.tracking, run_id)}")
 
 
+entry = cli.process_entry(main)
+
 if __name__ == "__main__":
-    main()
+    entry()

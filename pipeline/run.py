@@ -24,5 +24,7 @@ def main(argv: list[str] | None = None) -> None:
             hydra_app.run(app, command, CONFIG_NAME)
 
 
+entry = cli.process_entry(main)
+
 if __name__ == "__main__":
-    main()
+    entry()

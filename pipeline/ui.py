@@ -278,5 +278,7 @@ def _experiment_id(tracking: MlflowTracking, uri: str) -> str:
     return experiment_id(MlflowClient(uri), tracking, uri)
 
 
+entry = cli.process_entry(main)
+
 if __name__ == "__main__":
-    main()
+    entry()

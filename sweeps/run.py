@@ -39,5 +39,7 @@ def _as_trials_dir(override: str) -> str:
     return override
 
 
+entry = cli.process_entry(main)
+
 if __name__ == "__main__":
-    main()
+    entry()

@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline import stop
-from pipeline.cli import reported_errors
+from pipeline.cli import process_entry, reported_errors
 from pipeline.errors import PipelineError
 from pipeline.worker_slots import WorkerSlot
 from sweeps.context import SweepContext
@@ -85,11 +85,11 @@ def worker_command(sweep: SweepContext, slot: WorkerSlot) -> list[str]:
     return [sys.executable, "-m", "sweeps.workers", json.dumps(spec)]
 
 
-def main(argv: list[str]) -> None:
+def main() -> None:
     """A spawned worker process: work until the study is done or the launcher's deadline passes."""
-    spec = json.loads(argv[0])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with reported_errors(stop_signals=(signal.SIGTERM,)):  # one-line errors and exit codes, as from the command line
+        spec = json.loads(sys.argv[1])
         work(SweepContext.load(spec["overrides"], spec["deadline"]), WorkerSlot(**spec["slot"]))
 
 
@@ -144,4 +144,4 @@ def _pass_stop_on(processes: Sequence[subprocess.Popen]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    process_entry(main)()

@@ -1,7 +1,11 @@
 """What every entry point shares: its arguments, and failures as one line and an exit code."""
 
+import importlib
 import os
 import signal
+import subprocess
+import sys
+from importlib.metadata import entry_points
 
 import pytest
 
@@ -66,3 +70,26 @@ def test_ctrl_c_and_sigterm_exit_130(capsys, signum):
             os.kill(os.getpid(), signum)
     assert exited.value.code == INTERRUPTED
     assert signal.getsignal(signum) is before  # the handler is put back
+
+
+# Each entry module, with arguments that end it at once (its usage, or a refused worker spec).
+ENTRY_MODULES = [("pipeline.run", "--help"), ("pipeline.evaluate", "--help"), ("pipeline.ui", "--help"),
+                 ("sweeps.run", "--help"), ("sweeps.workers", "not-a-spec")]
+
+
+@pytest.mark.parametrize(("module", "argument"), ENTRY_MODULES)
+def test_an_entry_module_exits_without_the_final_garbage_collections(module, argument):
+    # The exit handler registered first runs last: it sees what the entry point left for the interpreter's exit.
+    probe = ("import atexit, gc, runpy, sys\n"
+             "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+             f"sys.argv = [{module!r}, {argument!r}]\n"
+             f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n")
+    exited = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert exited.stdout.splitlines()[-1] == "frozen at exit: True", exited.stdout + exited.stderr
+
+
+@pytest.mark.parametrize("command", ["kerastrack-run", "kerastrack-sweep"])
+def test_the_installed_commands_run_as_process_entries(command):
+    (script,) = entry_points(group="console_scripts", name=command)
+    module = importlib.import_module(script.module)
+    assert script.load().__wrapped__ is module.main
