@@ -13,7 +13,7 @@ import pytest
 from pipeline.config import PROJECT_ROOT
 from tests.mlflow_fixtures import MlflowStore
 from tests.pipeline.test_device import without_gpu
-from tests.pipeline.test_tf_log import START_UP_NOISE, users_environment
+from tests.pipeline.test_tf_import import START_UP_NOISE, users_environment
 
 
 def pipeline_run(*args: str, cwd=PROJECT_ROOT, timeout: int = 240, **env: str) -> subprocess.CompletedProcess:

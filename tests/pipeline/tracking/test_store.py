@@ -13,7 +13,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.errors import PipelineError
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.store import check_store
-from tests.pipeline.test_tf_log import users_environment
+from tests.pipeline.test_tf_import import users_environment
 from tests.pipeline.tracking.conftest import open_and_close, settings_for
 from tests.ports import free_port
 

@@ -1,4 +1,10 @@
-"""What TensorFlow writes that a user can do nothing about, hidden: its start-up lines and false retracing warnings.
+"""TensorFlow's first import in a process: without garbage collections, and without the lines a user can do nothing
+about (its start-up lines and false retracing warnings).
+
+Collections: Keras and TensorFlow make a great many objects as they load, and Python's full collections,
+set off by that growth, walk every object made so far, again and again; what the import makes lives as long as the
+process. So the collector is off while `keras` or `tensorflow` loads, and what is alive then is frozen out of it
+(`gc.freeze()`): later collections walk only what the run makes.
 
 Start-up: its native libraries log through absl before absl's logging is set up (`WARNING: All log messages before
 absl::InitializeLog()...`, the oneDNN and CUDA notices), so TF_CPP_MIN_LOG_LEVEL does not reach them, and two of its
@@ -16,6 +22,7 @@ are traced when it first trains, evaluates or predicts, as any new model's must 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.abc
 import importlib.util
 import logging
@@ -27,44 +34,63 @@ from typing import Iterator
 RETRACING_WARNING = "triggered tf.function retracing"
 
 
-def hide_tensorflow_noise() -> None:
-    """Hide TensorFlow's start-up lines and false retracing warnings, unless asked for; call before anything imports
+# Whichever of them a process imports first loads the other inside it.
+FIRST_IMPORTS = ("keras", "tensorflow")
+
+
+def prepare_tensorflow_import() -> None:
+    """Load TensorFlow, when something first imports it, as the module docstring says; call before anything imports
     TensorFlow."""
-    asked_for = os.environ.get("PIPELINE_DEBUG") == "1" or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
-    if asked_for or "tensorflow" in sys.modules:
+    if any(name in sys.modules for name in FIRST_IMPORTS):
         return
-    sys.meta_path.insert(0, _QuietImport())
+    noise_asked_for = os.environ.get("PIPELINE_DEBUG") == "1" or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+    sys.meta_path.insert(0, _FirstImport(quiet=not noise_asked_for))
 
 
 def _not_a_retracing_warning(record: logging.LogRecord) -> bool:
     return RETRACING_WARNING not in record.getMessage()
 
 
-class _QuietImport(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` the usual way, once, and has its loader run with stderr held back."""
+class _FirstImport(importlib.abc.MetaPathFinder):
+    """Finds `keras` and `tensorflow` the usual way, once each, and has their loaders run as `_FirstLoader`."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.waiting = set(FIRST_IMPORTS)
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "tensorflow":
+        if fullname not in self.waiting:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self.waiting.discard(fullname)
+        if not self.waiting:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)  # the finders after this one (it is first)
         if spec is not None and spec.loader is not None:
-            spec.loader = _QuietLoader(spec.loader)
+            spec.loader = _FirstLoader(spec.loader, quiet=self.quiet and fullname == "tensorflow")
         return spec
 
 
-class _QuietLoader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader):
+class _FirstLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader, quiet: bool):
         self._loader = loader
+        self._quiet = quiet
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module) -> None:
         module.__loader__ = module.__spec__.loader = self._loader  # the module keeps its own loader
-        with _stderr_held_back():
-            self._loader.exec_module(module)
-        logging.getLogger("tensorflow").addFilter(_not_a_retracing_warning)
+        collecting = gc.isenabled()  # False inside the other one's import
+        gc.disable()
+        try:
+            with _stderr_held_back() if self._quiet else contextlib.nullcontext():
+                self._loader.exec_module(module)
+            gc.freeze()
+        finally:
+            if collecting:
+                gc.enable()
+        if self._quiet:
+            logging.getLogger("tensorflow").addFilter(_not_a_retracing_warning)
 
 
 @contextlib.contextmanager

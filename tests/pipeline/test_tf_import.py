@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pipeline.config import PROJECT_ROOT
-from pipeline.tf_log import RETRACING_WARNING
+from pipeline.tf_import import RETRACING_WARNING
 
 # absl's C++ log lines (I0000 00:00:... file.cc:N] ...), its note about them, TensorFlow's oneDNN notice.
 START_UP_NOISE = re.compile(r"^[IWE]\d{4} |absl::InitializeLog|oneDNN custom operations", re.MULTILINE)
@@ -40,6 +40,19 @@ def test_tensorflows_start_up_lines_and_retracing_warnings_show_only_when_asked_
 
 
 def test_what_a_failed_import_wrote_is_shown_after_all():
-    result = python("import os\nfrom pipeline.tf_log import _stderr_held_back\n"
+    result = python("import os\nfrom pipeline.tf_import import _stderr_held_back\n"
                     "with _stderr_held_back():\n    os.write(2, b'why it failed\\n')\n    raise SystemExit(3)")
     assert result.returncode == 3 and result.stderr == "why it failed\n"
+
+
+@pytest.mark.parametrize(("first", "env"), [
+    ("keras", {}), ("tensorflow", {}), ("keras", {"PIPELINE_DEBUG": "1"}),
+], ids=["keras-first", "tensorflow-first", "pipeline-debug"])
+def test_keras_and_tensorflow_load_without_full_collections_and_what_they_made_is_frozen(first, env):
+    result = python("import gc, pipeline\n"
+                    "full = []\n"
+                    "gc.callbacks.append(lambda phase, info: phase == 'stop' and full.append(info['generation']))\n"
+                    f"import {first}\n"
+                    "import keras, tensorflow\n"
+                    "print(full.count(2), gc.get_freeze_count() > 100_000, gc.isenabled())", **env)
+    assert result.stdout.split() == ["0", "True", "True"], result.stdout + result.stderr
