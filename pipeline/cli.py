@@ -67,7 +67,6 @@ def reported_errors(stop_signals: tuple[signal.Signals, ...] = stop.STOP_SIGNALS
         raise SystemExit(1) from None
 
 
-
 def process_entry(main: Callable[[], None]) -> Callable[[], None]:
     """`main` as a process's whole work (`python -m ...` and the installed commands): once it returns or raises, the
     interpreter exits without its final garbage collections. They walk every object TensorFlow and MLflow made,

@@ -47,6 +47,7 @@ def test_the_logged_model_carries_its_signature_and_no_input_example(finished):
     (probabilities,) = info.signature.outputs.inputs
     assert (images.shape, probabilities.shape) == ((-1, 8, 8, 1), (-1, 10))
 
+
 def test_what_logging_the_model_imports_first_loads_on_the_recording_thread_of_a_run_that_logs_one(tmp_path):
     """In a fresh process (this one has imported everything): a tracked run that logs its model imports what
     log_model needs on its recording thread, before the end; one that does not log a model imports nothing for it."""
